@@ -1,0 +1,96 @@
+// Command chatd is the all-in-one: it embeds nats-server with JetStream on disk under the data dir
+// and runs every service in one process, serving clients on CHAT_ADDR. `chatd -help` lists every
+// option with its CHAT_* variable and default.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/eventchat/chat/platform"
+	"github.com/eventchat/chat/schemas"
+	"github.com/eventchat/chat/services/gateway"
+)
+
+// config of the all-in-one: the embedded server's and every service's.
+type config struct {
+	DataDir  string
+	NATS     platform.EmbeddedNATS
+	Log      platform.LogConfig
+	Topology schemas.Topology
+	Gateway  gateway.Config
+}
+
+func (c *config) bind(f *platform.Flags) {
+	f.String(&c.DataDir, "data-dir", "CHAT_DATA_DIR", "./data", "where JetStream keeps the event log and buckets")
+	f.BindEmbeddedNATS(&c.NATS)
+	f.BindLog(&c.Log)
+	f.BindTopology(&c.Topology)
+	c.Gateway.Bind(f)
+}
+
+func main() {
+	cfg := config{Gateway: gateway.Defaults()}
+	if err := platform.ParseFlags("chatd", os.Args[1:], cfg.bind); err != nil {
+		platform.Fatal(platform.ExitConfig, err)
+	}
+	log, err := platform.NewLogger(os.Stderr, cfg.Log)
+	if err != nil {
+		platform.Fatal(platform.ExitConfig, err)
+	}
+	ctx, stop := platform.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg, log, func(addr string) {
+		fmt.Printf("\n  chat is running: open http://%s/\n  data: %s   stop: Ctrl-C\n\n", addr, cfg.DataDir)
+	}); err != nil {
+		code := platform.ExitFailure
+		if _, ok := err.(configError); ok {
+			code = platform.ExitConfig
+		}
+		platform.Fatal(code, err)
+	}
+}
+
+type configError struct{ error }
+
+// run starts the embedded NATS and the services, and stops them in order once ctx is done:
+// services drain first, then NATS connections, then the server (which syncs its files).
+func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr string)) error {
+	cfg.NATS.StoreDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
+	if err := os.MkdirAll(cfg.NATS.StoreDir, 0o700); err != nil {
+		return configError{fmt.Errorf("data dir: %w", err)}
+	}
+	ns, err := platform.StartNATS(cfg.NATS, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	log.Info("embedded nats started", "store", cfg.NATS.StoreDir, "sync_always", cfg.NATS.SyncAlways)
+
+	nc, err := platform.ConnectInProcess(ns, "chatd-gateway", log)
+	if err != nil {
+		return err
+	}
+	defer platform.DrainNATS(nc, 10*time.Second)
+	ops := platform.NewOps()
+	gw, err := gateway.New(cfg.Gateway, gateway.Deps{NATS: nc, Log: log, Ops: ops, Topology: cfg.Topology})
+	if err != nil {
+		return configError{err}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- gw.Run(ctx) }()
+	select {
+	case <-gw.Ready():
+		ready(gw.Addr())
+	case err := <-errc:
+		return err
+	}
+	return <-errc
+}

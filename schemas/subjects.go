@@ -1,0 +1,117 @@
+package schemas
+
+// Subjects of the event log. Every subject is built here from validated identifiers; identifiers are
+// always the last tokens. Layout (see docs/architecture.md):
+//
+//	chat.msg.dm.<a>.<b>   content events of a direct conversation (messages, edits, deletes, reactions)
+//	chat.msg.g.<group>    content events of a group
+//	chat.mem.g.<group>    membership events of a group (compare-and-swap target for membership changes)
+const (
+	SubjectRoot         = "chat"
+	subjMsgDirectPrefix = "chat.msg.dm."
+	subjMsgGroupPrefix  = "chat.msg.g."
+	subjMemGroupPrefix  = "chat.mem.g."
+)
+
+// EventSubjects are the subjects the events stream binds.
+var EventSubjects = []string{"chat.msg.>", "chat.mem.>"}
+
+// ContentSubject is the subject that carries the content events of a conversation.
+func ContentSubject(c Conv) string {
+	switch c.Kind {
+	case ConvDirect:
+		return subjMsgDirectPrefix + c.A + "." + c.B
+	case ConvGroup:
+		return subjMsgGroupPrefix + c.Group
+	}
+	panic("schemas: ContentSubject of an invalid conversation")
+}
+
+// MemberSubject is the subject that carries the membership events of a group.
+func MemberSubject(group string) string {
+	if !ValidGroup(group) {
+		panic("schemas: MemberSubject of an invalid group")
+	}
+	return subjMemGroupPrefix + group
+}
+
+// ConvSubjects are all the subjects that carry events of conversation c, for history and sync.
+func ConvSubjects(c Conv) []string {
+	if c.Kind == ConvGroup {
+		return []string{ContentSubject(c), MemberSubject(c.Group)}
+	}
+	return []string{ContentSubject(c)}
+}
+
+// KV keys. Bucket layouts are documented with the buckets in topology.go.
+
+// UserKey is the key of an account in the users bucket.
+func UserKey(user string) string { return mustUser(user) }
+
+// GroupKey is the key of a group's state in the groups bucket.
+func GroupKey(group string) string {
+	if !ValidGroup(group) {
+		panic("schemas: GroupKey of an invalid group")
+	}
+	return group
+}
+
+// IndexKey is the key of a user's entry for conversation c in the conversation index bucket:
+// "<user>.d.<other>" for a direct conversation, "<user>.g.<group>" for a group.
+func IndexKey(user string, c Conv) string {
+	mustUser(user)
+	switch c.Kind {
+	case ConvDirect:
+		return user + ".d." + c.Other(user)
+	case ConvGroup:
+		return user + ".g." + c.Group
+	}
+	panic("schemas: IndexKey of an invalid conversation")
+}
+
+// IndexPrefix is the key filter that lists all of a user's entries in the conversation index.
+func IndexPrefix(user string) string { return mustUser(user) + ".>" }
+
+// ParseIndexKey parses a key made by IndexKey back into the user and conversation.
+func ParseIndexKey(key string) (user string, c Conv, ok bool) {
+	u, rest, ok1 := cutDot(key)
+	kind, id, ok2 := cutDot(rest)
+	if !ok1 || !ok2 || !ValidUser(u) {
+		return "", Conv{}, false
+	}
+	var err error
+	switch kind {
+	case "d":
+		c, err = DirectConv(u, id)
+	case "g":
+		c, err = GroupConv(id)
+	default:
+		return "", Conv{}, false
+	}
+	return u, c, err == nil
+}
+
+func cutDot(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// DedupID is the Nats-Msg-Id of a message: unique per sender, so a retried mid stores nothing new.
+func DedupID(from, mid string) string {
+	mustUser(from)
+	if !ValidMid(mid) {
+		panic("schemas: DedupID of an invalid mid")
+	}
+	return "m:" + from + ":" + mid
+}
+
+func mustUser(u string) string {
+	if !ValidUser(u) {
+		panic("schemas: key or subject from an invalid user id")
+	}
+	return u
+}

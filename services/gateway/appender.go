@@ -1,0 +1,378 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+// JetStream API error codes the gateway acts on.
+const (
+	jsErrWrongLastSequence = 10071 // Nats-Expected-Last-Subject-Sequence did not hold (R1)
+	jsErrWrongLastSeqClust = 10164 // the same on a replicated stream
+	jsErrBatchDuplicate    = 10201 // an atomic batch contained a message id already stored
+)
+
+// jsError is an error answer of the JetStream publish API.
+type jsError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *jsError) Error() string {
+	return fmt.Sprintf("jetstream: %s (code %d, err_code %d)", e.Description, e.Code, e.ErrCode)
+}
+
+// isWrongLastSeq reports whether err is a failed compare-and-swap on a subject's last sequence.
+func isWrongLastSeq(err error) bool {
+	var je *jsError
+	return errors.As(err, &je) && (je.ErrCode == jsErrWrongLastSequence || je.ErrCode == jsErrWrongLastSeqClust)
+}
+
+type pubAck struct {
+	Stream    string   `json:"stream"`
+	Seq       uint64   `json:"seq"`
+	Duplicate bool     `json:"duplicate"`
+	Count     uint64   `json:"count"`
+	Error     *jsError `json:"error"`
+}
+
+func parsePubAck(data []byte) (pubAck, error) {
+	var a pubAck
+	if err := json.Unmarshal(data, &a); err != nil {
+		return a, fmt.Errorf("jetstream: bad publish answer: %w", err)
+	}
+	if a.Error != nil {
+		return a, a.Error
+	}
+	if a.Seq == 0 {
+		return a, errors.New("jetstream: publish answer without a sequence")
+	}
+	return a, nil
+}
+
+// outMsg is one event to append.
+type outMsg struct {
+	subject string
+	data    []byte
+	// msgID, when set, is the Nats-Msg-Id: JetStream stores an id once per dedup window.
+	msgID string
+}
+
+// appendResult is what became of one appended event.
+type appendResult struct {
+	seq uint64
+	// dup: the message id was already stored; seq is the sequence of the first copy.
+	dup bool
+	err error
+}
+
+// appendReq is a queued append; done is called exactly once, from the appender's goroutines.
+type appendReq struct {
+	msg  outMsg
+	done func(appendResult)
+}
+
+// appender is the gateway's group commit. Appends queue up; a single publisher goroutine sends
+// them to JetStream as atomic batches, so one fsync covers a whole batch. Up to maxInflight batches
+// are on the wire at once; while they are being stored the next batch gathers, so a lone message
+// goes out at once (low latency under light load) and batches grow with load (throughput).
+// One connection and one publisher keep batches in order: a session's messages are stored in the
+// order it sent them.
+type appender struct {
+	nc          *nats.Conn
+	maxBatch    int
+	maxInflight int
+	timeout     time.Duration
+	metrics     *metrics
+	log         *slog.Logger
+
+	queue   chan *appendReq
+	slots   chan struct{} // one token per batch in flight
+	closeMu sync.RWMutex
+	closed  bool
+
+	prefix  string // reply subjects are prefix + batch number
+	mu      sync.Mutex
+	pending map[uint64]*batch
+	nextID  uint64
+	wg      sync.WaitGroup
+}
+
+type batch struct {
+	reqs []*appendReq
+	sent time.Time
+}
+
+func newAppender(nc *nats.Conn, maxBatch, maxInflight int, timeout time.Duration, m *metrics, log *slog.Logger) *appender {
+	return &appender{
+		nc: nc, maxBatch: maxBatch, maxInflight: maxInflight, timeout: timeout, metrics: m, log: log,
+		queue:   make(chan *appendReq, 4*maxBatch),
+		slots:   make(chan struct{}, maxInflight),
+		prefix:  nats.NewInbox() + ".",
+		pending: map[uint64]*batch{},
+	}
+}
+
+// enqueue queues an append. It blocks while the queue is full (backpressure on the sender) and
+// fails once the appender is closed.
+func (a *appender) enqueue(ctx context.Context, m outMsg, done func(appendResult)) error {
+	a.closeMu.RLock()
+	defer a.closeMu.RUnlock()
+	if a.closed {
+		return errAppenderClosed
+	}
+	select {
+	case a.queue <- &appendReq{msg: m, done: done}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errAppenderClosed = errors.New("appender closed")
+
+// run publishes until close has been called and every queued append has been answered.
+func (a *appender) run() error {
+	sub, err := a.nc.Subscribe(a.prefix+"*", a.onAck)
+	if err != nil {
+		return fmt.Errorf("appender: subscribe: %w", err)
+	}
+	defer sub.Unsubscribe()
+	stopSweep := make(chan struct{})
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); a.sweep(stopSweep) }()
+
+	for first := range a.queue {
+		a.slots <- struct{}{} // wait for a free slot: meanwhile the queue gathers the next batch
+		reqs := []*appendReq{first}
+	gather:
+		for len(reqs) < a.maxBatch {
+			select {
+			case r, ok := <-a.queue:
+				if !ok {
+					break gather
+				}
+				reqs = append(reqs, r)
+			default:
+				break gather
+			}
+		}
+		a.send(reqs)
+	}
+	// Wait for the last batches' answers (or their time-outs) before stopping.
+	for i := 0; i < a.maxInflight; i++ {
+		a.slots <- struct{}{}
+	}
+	a.wg.Wait()
+	close(stopSweep)
+	<-sweepDone
+	return nil
+}
+
+// close stops accepting appends; run returns once all queued ones are answered.
+func (a *appender) close() {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	if !a.closed {
+		a.closed = true
+		close(a.queue)
+	}
+}
+
+func (a *appender) send(reqs []*appendReq) {
+	a.mu.Lock()
+	a.nextID++
+	id := a.nextID
+	a.pending[id] = &batch{reqs: reqs, sent: time.Now()}
+	a.mu.Unlock()
+	a.metrics.batchSize.Observe(float64(len(reqs)))
+
+	reply := a.prefix + strconv.FormatUint(id, 10)
+	var err error
+	if len(reqs) == 1 {
+		err = a.nc.PublishMsg(newMsg(reqs[0].msg, reply))
+	} else {
+		batchID := nuid.Next()
+		for i, r := range reqs {
+			m := newMsg(r.msg, "")
+			m.Header.Set("Nats-Batch-Id", batchID)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			if i == len(reqs)-1 {
+				m.Header.Set("Nats-Batch-Commit", "1")
+				m.Reply = reply
+			}
+			if err = a.nc.PublishMsg(m); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		if b := a.take(id); b != nil {
+			a.fallback(b, err)
+		}
+	}
+}
+
+func newMsg(m outMsg, reply string) *nats.Msg {
+	msg := &nats.Msg{Subject: m.subject, Reply: reply, Data: m.data, Header: nats.Header{}}
+	if m.msgID != "" {
+		msg.Header.Set(nats.MsgIdHdr, m.msgID)
+	}
+	return msg
+}
+
+// take removes a batch from the pending set and frees its slot; nil if already taken.
+func (a *appender) take(id uint64) *batch {
+	a.mu.Lock()
+	b := a.pending[id]
+	delete(a.pending, id)
+	a.mu.Unlock()
+	if b != nil {
+		<-a.slots
+	}
+	return b
+}
+
+func (a *appender) onAck(m *nats.Msg) {
+	if len(m.Subject) <= len(a.prefix) {
+		return
+	}
+	id, err := strconv.ParseUint(m.Subject[len(a.prefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	b := a.take(id)
+	if b == nil {
+		return // answered after its time-out: the fallback has it
+	}
+	ack, err := parsePubAck(m.Data)
+	if err != nil {
+		// A duplicate id in a batch, or a batch the server could not take whole: store the messages
+		// one by one, where dedup answers each retried mid with its first sequence.
+		a.fallback(b, err)
+		return
+	}
+	n := uint64(len(b.reqs))
+	if n > 1 && ack.Count != n {
+		a.fallback(b, fmt.Errorf("jetstream: batch of %d acknowledged as %d", n, ack.Count))
+		return
+	}
+	for i, r := range b.reqs {
+		r.done(appendResult{seq: ack.Seq - n + 1 + uint64(i), dup: ack.Duplicate})
+	}
+}
+
+// fallback appends a batch's messages one at a time, synchronously, off the publisher's goroutine.
+func (a *appender) fallback(b *batch, cause error) {
+	a.metrics.appendFallbacks.Inc()
+	a.log.Debug("append batch failed over to single appends", "size", len(b.reqs), "cause", cause)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for _, r := range b.reqs {
+			r.done(a.publishOne(r.msg))
+		}
+	}()
+}
+
+// publishOne appends one message and waits for its acknowledgement, retrying time-outs: a retry is
+// safe because the message id makes JetStream store it once.
+func (a *appender) publishOne(m outMsg) appendResult {
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		resp, err := a.nc.RequestMsg(newMsg(m, ""), a.timeout)
+		if err != nil {
+			last = err
+			if m.msgID == "" || !(errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)) {
+				break
+			}
+			continue
+		}
+		ack, err := parsePubAck(resp.Data)
+		if err != nil {
+			return appendResult{err: err}
+		}
+		return appendResult{seq: ack.Seq, dup: ack.Duplicate}
+	}
+	return appendResult{err: fmt.Errorf("append to %s: %w", m.subject, last)}
+}
+
+// sweep fails over batches whose answer did not come in time (a lost reply, a NATS reconnect).
+func (a *appender) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(a.timeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			a.mu.Lock()
+			var late []uint64
+			for id, b := range a.pending {
+				if now.Sub(b.sent) > a.timeout {
+					late = append(late, id)
+				}
+			}
+			a.mu.Unlock()
+			for _, id := range late {
+				if b := a.take(id); b != nil {
+					a.fallback(b, nats.ErrTimeout)
+				}
+			}
+		}
+	}
+}
+
+// appendAtomic stores msgs as one atomic batch, outside the group commit. When expectLast is not
+// nil, the first message is stored only if its subject's last sequence is *expectLast (a membership
+// compare-and-swap); otherwise nothing is stored and isWrongLastSeq(err) holds. It returns the
+// sequence of each message.
+func appendAtomic(ctx context.Context, nc *nats.Conn, msgs []outMsg, expectLast *uint64) ([]uint64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	batchID := nuid.Next()
+	var resp *nats.Msg
+	for i, om := range msgs {
+		m := newMsg(om, "")
+		if i == 0 && expectLast != nil {
+			m.Header.Set("Nats-Expected-Last-Subject-Sequence", strconv.FormatUint(*expectLast, 10))
+		}
+		if len(msgs) > 1 {
+			m.Header.Set("Nats-Batch-Id", batchID)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		}
+		if i < len(msgs)-1 {
+			if err := nc.PublishMsg(m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(msgs) > 1 {
+			m.Header.Set("Nats-Batch-Commit", "1")
+		}
+		var err error
+		if resp, err = nc.RequestMsgWithContext(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	ack, err := parsePubAck(resp.Data)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]uint64, len(msgs))
+	for i := range msgs {
+		seqs[i] = ack.Seq - uint64(len(msgs)) + 1 + uint64(i)
+	}
+	return seqs, nil
+}

@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventchat/chat/platform"
+	"github.com/eventchat/chat/services/gateway/auth"
+)
+
+// Config of the gateway. Every field is bound to a flag and a CHAT_* variable by Bind; the zero
+// value of a field means the default that Bind documents.
+type Config struct {
+	// Addr is the listen address of the HTTP and WebSocket server.
+	Addr string
+	// ID names this gateway instance in logs and NATS connection names; empty: the host name.
+	ID string
+	// AllowedOrigins are the browser origins allowed to open a WebSocket, besides the request's own
+	// host. "*" allows any origin. Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+
+	Tokens auth.TokenConfig
+
+	// SendQueue is the number of frames buffered per session; a session whose queue overflows is
+	// closed with 1013 (too slow a reader).
+	SendQueue int
+	// RateLimit is the sustained client frames per second allowed per session, RateBurst the burst.
+	RateLimit float64
+	RateBurst int
+	// RateStrikes is how many rate-limited frames in a row close the session (1008).
+	RateStrikes int
+	// MaxPendingAcks bounds the messages of one session waiting for JetStream at once.
+	MaxPendingAcks int
+	// PingInterval is the WebSocket ping period; a peer silent for 2.5 intervals is dropped.
+	PingInterval time.Duration
+	// AuthTimeout is how long an unauthenticated socket may take to send its login frame.
+	AuthTimeout time.Duration
+
+	// BatchMax is the most events per group-commit batch (JetStream allows at most 1000);
+	// BatchInflight the batches on the wire at once; AppendTimeout the wait for an answer.
+	BatchMax      int
+	BatchInflight int
+	AppendTimeout time.Duration
+
+	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	ShutdownTimeout time.Duration
+}
+
+// Bind binds the options to flags and CHAT_* variables.
+func (c *Config) Bind(f *platform.Flags) {
+	f.String(&c.Addr, "addr", "CHAT_ADDR", "127.0.0.1:8080", "HTTP/WebSocket listen address")
+	f.String(&c.ID, "gateway-id", "CHAT_GATEWAY_ID", "", "gateway instance id (default: host name)")
+	f.List(&c.AllowedOrigins, "allowed-origins", "CHAT_ALLOWED_ORIGINS", "",
+		"browser origins allowed besides the request's own host, e.g. https://chat.example.com; * for any")
+	f.String(&c.Tokens.Alg, "jwt-alg", "CHAT_JWT_ALG", "HS256", "token algorithm: HS256, RS256 or EdDSA")
+	f.Duration(&c.Tokens.TTL, "jwt-ttl", "CHAT_JWT_TTL", 24*time.Hour, "lifetime of issued tokens")
+	f.String(&c.Tokens.Secret, "jwt-secret", "CHAT_JWT_SECRET", "",
+		"HS256 secret (empty: -jwt-secret-file, else generated once and kept in the chat_secrets bucket)")
+	f.String(&c.Tokens.SecretFile, "jwt-secret-file", "CHAT_JWT_SECRET_FILE", "", "file holding the HS256 secret")
+	f.String(&c.Tokens.PublicKeyFile, "jwt-public-key", "CHAT_JWT_PUBLIC_KEY", "",
+		"PEM public key (RS256/EdDSA) whose tokens are accepted, e.g. an external issuer's")
+	f.String(&c.Tokens.PrivateKeyFile, "jwt-private-key", "CHAT_JWT_PRIVATE_KEY", "",
+		"PEM private key (RS256/EdDSA) to issue tokens with")
+	f.String(&c.Tokens.Issuer, "jwt-issuer", "CHAT_JWT_ISSUER", "", "token issuer (iss), required when set")
+	f.String(&c.Tokens.Audience, "jwt-audience", "CHAT_JWT_AUDIENCE", "", "token audience (aud), required when set")
+	f.Int(&c.SendQueue, "send-queue", "CHAT_SEND_QUEUE", 1024, "frames buffered per session before it is closed as too slow")
+	f.Float(&c.RateLimit, "rate-limit", "CHAT_RATE_LIMIT", 50, "client frames per second per session (sustained)")
+	f.Int(&c.RateBurst, "rate-burst", "CHAT_RATE_BURST", 100, "client frames per session in a burst")
+	f.Int(&c.RateStrikes, "rate-strikes", "CHAT_RATE_STRIKES", 20, "rate-limited frames in a row that close the session")
+	f.Int(&c.MaxPendingAcks, "max-pending-acks", "CHAT_MAX_PENDING_ACKS", 256, "messages per session awaiting storage at once")
+	f.Duration(&c.PingInterval, "ping-interval", "CHAT_PING_INTERVAL", 25*time.Second, "WebSocket ping period")
+	f.Duration(&c.AuthTimeout, "auth-timeout", "CHAT_AUTH_TIMEOUT", 10*time.Second, "time allowed for the login frame")
+	f.Int(&c.BatchMax, "batch-max", "CHAT_BATCH_MAX", 256, "most events per group-commit batch (at most 1000)")
+	f.Int(&c.BatchInflight, "batch-inflight", "CHAT_BATCH_INFLIGHT", 2, "group-commit batches in flight at once")
+	f.Duration(&c.AppendTimeout, "append-timeout", "CHAT_APPEND_TIMEOUT", 10*time.Second, "wait for JetStream to acknowledge an append")
+	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 20*time.Second, "graceful drain limit")
+}
+
+// Defaults returns the configuration Bind documents, for tests and embedding.
+func Defaults() Config {
+	return Config{
+		Addr: "127.0.0.1:8080", Tokens: auth.TokenConfig{Alg: "HS256", TTL: 24 * time.Hour},
+		SendQueue: 1024, RateLimit: 50, RateBurst: 100, RateStrikes: 20, MaxPendingAcks: 256,
+		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second,
+		BatchMax: 256, BatchInflight: 2, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+	}
+}
+
+// Validate checks the configuration before start.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr is empty"))
+	}
+	if c.SendQueue < 16 {
+		errs = append(errs, fmt.Errorf("send-queue %d: at least 16", c.SendQueue))
+	}
+	if c.RateLimit <= 0 || c.RateBurst < 1 || c.RateStrikes < 1 {
+		errs = append(errs, errors.New("rate-limit, rate-burst and rate-strikes must be positive"))
+	}
+	if c.MaxPendingAcks < 1 {
+		errs = append(errs, errors.New("max-pending-acks must be positive"))
+	}
+	if c.BatchMax < 1 || c.BatchMax > 1000 {
+		errs = append(errs, fmt.Errorf("batch-max %d: between 1 and 1000", c.BatchMax))
+	}
+	if c.BatchInflight < 1 || c.BatchInflight > 32 {
+		errs = append(errs, fmt.Errorf("batch-inflight %d: between 1 and 32", c.BatchInflight))
+	}
+	if c.PingInterval < time.Second || c.AuthTimeout <= 0 || c.AppendTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("ping-interval (>= 1s), auth-timeout, append-timeout and shutdown-timeout must be positive"))
+	}
+	if err := c.Tokens.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

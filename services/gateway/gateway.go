@@ -1,0 +1,238 @@
+// Package gateway is the chat gateway: it serves clients over WebSocket and HTTP, authenticates
+// them, appends their commands to the event log as events, and pushes the log's events to their
+// sessions. It talks to other services only through NATS.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventchat/chat/platform"
+	"github.com/eventchat/chat/schemas"
+	"github.com/eventchat/chat/services/gateway/auth"
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Deps are what the gateway runs on, made by its main (or the all-in-one).
+type Deps struct {
+	NATS *nats.Conn
+	Log  *slog.Logger
+	// Ops carries the metrics registry and readiness checks; its endpoints are served on the
+	// gateway's own listener.
+	Ops *platform.Ops
+	// Topology shapes the stream and buckets created on first start.
+	Topology schemas.Topology
+	// Listener, if set, is used instead of listening on Config.Addr (tests pass 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// Gateway is one gateway process.
+type Gateway struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
+
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	accounts *auth.Accounts
+	tokens   *auth.Tokens
+	appender *appender
+	groups   *groups
+	hub      *hub
+	index    jetstream.KeyValue
+	upgrader websocket.Upgrader
+
+	// baseCtx bounds command handling; it outlives the drain so in-flight commands finish.
+	baseCtx  context.Context
+	draining atomic.Bool
+	dmIndex  sync.Map // direct conversations already indexed by this process
+	addr     atomic.Value
+	ready    chan struct{}
+	sessions sync.WaitGroup
+}
+
+// New checks the configuration and prepares a gateway; Run starts it.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: config: %w", err)
+	}
+	if deps.NATS == nil || deps.Log == nil || deps.Ops == nil {
+		return nil, errors.New("gateway: NATS, Log and Ops are required")
+	}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	gw := &Gateway{
+		cfg: cfg, deps: deps, log: deps.Log.With("service", "gateway", "gateway", cfg.ID),
+		metrics: newMetrics(deps.Ops.Registry), nc: deps.NATS, hub: newHub(), ready: make(chan struct{}),
+	}
+	gw.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		// Write buffers are pooled: an idle connection holds none.
+		WriteBufferPool: &sync.Pool{},
+		// Origin is checked before the upgrade, so a refusal can carry a JSON error body.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return gw, nil
+}
+
+// Ready is closed once the gateway accepts connections.
+func (gw *Gateway) Ready() <-chan struct{} { return gw.ready }
+
+// Addr is the address the gateway listens on, once ready.
+func (gw *Gateway) Addr() string {
+	a, _ := gw.addr.Load().(string)
+	return a
+}
+
+// Run serves until ctx is cancelled, then drains: it stops accepting, lets in-flight messages be
+// stored and acknowledged, closes every socket with 1001 and returns. The caller drains NATS.
+func (gw *Gateway) Run(ctx context.Context) error {
+	js, err := jetstream.New(gw.nc)
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	gw.js = js
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := schemas.Ensure(setup, js, gw.deps.Topology); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if gw.stream, err = js.Stream(setup, schemas.EventsStream); err != nil {
+		return fmt.Errorf("gateway: stream: %w", err)
+	}
+	kv := func(name string) jetstream.KeyValue {
+		if err != nil {
+			return nil
+		}
+		var b jetstream.KeyValue
+		b, err = js.KeyValue(setup, name)
+		return b
+	}
+	users, groupsKV, index, secrets := kv(schemas.UsersBucket), kv(schemas.GroupsBucket), kv(schemas.IndexBucket), kv(schemas.SecretsBucket)
+	if err != nil {
+		return fmt.Errorf("gateway: buckets: %w", err)
+	}
+	gw.index = index
+	gw.accounts = auth.NewAccounts(users)
+	if gw.tokens, err = auth.NewTokens(setup, gw.cfg.Tokens, secrets); err != nil {
+		return fmt.Errorf("gateway: tokens: %w", err)
+	}
+	gw.groups = newGroups(gw.nc, gw.stream, groupsKV, index)
+	gw.deps.Ops.AddCheck("nats", func(context.Context) error {
+		if !gw.nc.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	gw.deps.Ops.AddCheck("jetstream", func(ctx context.Context) error { return schemas.Check(ctx, js) })
+
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	gw.baseCtx = baseCtx
+
+	gw.appender = newAppender(gw.nc, gw.cfg.BatchMax, gw.cfg.BatchInflight, gw.cfg.AppendTimeout, gw.metrics, gw.log)
+	appenderDone := make(chan error, 1)
+	go func() { appenderDone <- gw.appender.run() }()
+
+	liveCtx, stopLive := context.WithCancel(baseCtx)
+	defer stopLive()
+	live := &liveFeed{gw: gw, started: make(chan struct{})}
+	liveDone := make(chan error, 1)
+	go func() { liveDone <- live.run(liveCtx) }()
+	select {
+	case <-live.started:
+	case err := <-liveDone:
+		gw.appender.close()
+		return err
+	}
+
+	ln := gw.deps.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", gw.cfg.Addr); err != nil {
+			gw.appender.close()
+			return fmt.Errorf("gateway: listen: %w", err)
+		}
+	}
+	gw.addr.Store(ln.Addr().String())
+	srv := &http.Server{Handler: gw.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(gw.log.Handler(), slog.LevelWarn)}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	gw.log.Info("gateway listening", "addr", ln.Addr().String())
+	close(gw.ready)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		gw.appender.close()
+		return fmt.Errorf("gateway: serve: %w", err)
+	case err := <-liveDone:
+		if err == nil {
+			err = errors.New("live feed stopped")
+		}
+		_ = srv.Close()
+		gw.appender.close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return gw.drain(srv, appenderDone, stopLive, liveDone)
+}
+
+// drain is the graceful shutdown: readiness fails, the listener closes, sessions stop reading,
+// their pending messages are stored and acknowledged, then every socket closes with 1001.
+func (gw *Gateway) drain(srv *http.Server, appenderDone <-chan error, stopLive func(), liveDone <-chan error) error {
+	start := time.Now()
+	deadline := start.Add(gw.cfg.ShutdownTimeout)
+	gw.draining.Store(true)
+	gw.deps.Ops.SetDraining()
+	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	httpDone := make(chan struct{})
+	go func() { _ = srv.Shutdown(shutdownCtx); close(httpDone) }()
+
+	sessions := gw.hub.sessions()
+	for _, s := range sessions {
+		_ = s.conn.SetReadDeadline(time.Now()) // the read pump stops after the frame in hand
+	}
+	for _, s := range sessions {
+		waitUntil(deadline, s.readDone)
+		waitUntil(deadline, waitGroupDone(&s.inflight)) // acks of messages already accepted
+		s.close(closeGoingAway, "server shutting down", true)
+	}
+	gw.appender.close()
+	waitUntil(deadline, appenderDone)
+	waitUntil(deadline, waitGroupDone(&gw.sessions))
+	stopLive()
+	<-liveDone
+	<-httpDone
+	gw.log.Info("gateway drained", "sessions", len(sessions), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func waitUntil[T any](deadline time.Time, ch <-chan T) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	return ch
+}

@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eventchat/chat/schemas"
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// hub indexes this process's sessions by user.
+type hub struct {
+	mu    sync.RWMutex
+	users map[string]map[*session]struct{}
+	all   map[*session]struct{}
+}
+
+func newHub() *hub {
+	return &hub{users: map[string]map[*session]struct{}{}, all: map[*session]struct{}{}}
+}
+
+func (h *hub) add(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.users[s.user]
+	if set == nil {
+		set = map[*session]struct{}{}
+		h.users[s.user] = set
+	}
+	set[s] = struct{}{}
+	h.all[s] = struct{}{}
+}
+
+func (h *hub) remove(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if set := h.users[s.user]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.users, s.user)
+		}
+	}
+	delete(h.all, s)
+}
+
+func (h *hub) sessions() []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*session, 0, len(h.all))
+	for s := range h.all {
+		out = append(out, s)
+	}
+	return out
+}
+
+// targets appends the local sessions of the given users to dst.
+func (h *hub) targets(dst []*session, users ...string) []*session {
+	for _, u := range users {
+		for s := range h.users[u] {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// liveFeed reads the whole log in order, from the head at start, and pushes every event to the local
+// sessions allowed to see it. One ordered consumer per gateway process: it resumes by itself after a
+// NATS reconnect, from the last sequence it delivered, so nothing is skipped.
+type liveFeed struct {
+	gw      *Gateway
+	started chan struct{}
+	scratch []*session
+}
+
+func (lf *liveFeed) run(ctx context.Context) error {
+	info, err := lf.gw.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("live feed: stream info: %w", err)
+	}
+	cons, err := lf.gw.stream.OrderedConsumer(ctx, schemas.LiveConsumerConfig(info.State.LastSeq+1))
+	if err != nil {
+		return fmt.Errorf("live feed: consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("live feed: consume: %w", err)
+	}
+	close(lf.started)
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			lf.gw.log.Warn("live feed: next", "err", err)
+			continue
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			continue
+		}
+		lf.gw.metrics.liveEvents.Inc()
+		lf.gw.metrics.liveLagSeconds.Observe(time.Since(meta.Timestamp).Seconds())
+		e, err := schemas.DecodeEvent(msg.Data())
+		if err != nil {
+			lf.gw.log.Error("live feed: undecodable event", "seq", meta.Sequence.Stream, "err", err)
+			continue
+		}
+		lf.deliver(ctx, &e, meta.Sequence.Stream)
+	}
+}
+
+// deliver pushes one event to the local sessions that may see it.
+func (lf *liveFeed) deliver(ctx context.Context, e *schemas.Event, seq uint64) {
+	if e.Type == schemas.TypeMember {
+		lf.gw.groups.applyLive(e, seq)
+	}
+	// The group state may be unreadable for a moment (NATS trouble): retry rather than skip, so no
+	// session misses the event; the whole feed waits, as it would for NATS itself.
+	var targets []*session
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		var err error
+		targets, err = lf.gw.recipients(ctx, lf.scratch[:0], e, seq)
+		if err == nil {
+			break
+		}
+		lf.gw.log.Error("live feed: recipients", "seq", seq, "conv", e.Conv, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+	lf.scratch = targets
+	if len(targets) == 0 {
+		return
+	}
+	f, err := newOutFrame(schemas.EventFrame(e, seq), len(targets) > 1)
+	if err != nil {
+		lf.gw.log.Error("live feed: encode", "seq", seq, "err", err)
+		return
+	}
+	for _, s := range targets {
+		s.deliverLive(seq, f)
+	}
+}
+
+// recipients appends to dst the local sessions that may see event e at seq.
+func (gw *Gateway) recipients(ctx context.Context, dst []*session, e *schemas.Event, seq uint64) ([]*session, error) {
+	conv, err := schemas.ParseConv(e.Conv)
+	if err != nil {
+		return dst, err
+	}
+	var g *schemas.Group
+	if conv.Kind == schemas.ConvGroup && e.Tid == "" {
+		if g, err = gw.groups.cached(ctx, conv.Group); err != nil {
+			return dst, err
+		}
+	}
+	h := gw.hub
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	switch {
+	case e.Tid != "":
+		// A private message inside a group: its sender and its target only (both were members
+		// when it was accepted).
+		return h.targets(dst, e.From, e.Tid), nil
+	case conv.IsDirect():
+		return h.targets(dst, conv.A, conv.B), nil
+	}
+	sees := func(u string) bool {
+		return g.MemberAt(u, seq) || (e.Type == schemas.TypeMember && u == e.User)
+	}
+	// Walk whichever is smaller: the group's members or this gateway's users.
+	if len(g.Members) <= len(h.users) {
+		for u := range g.Members {
+			if sees(u) {
+				dst = h.targets(dst, u)
+			}
+		}
+		return dst, nil
+	}
+	for u := range h.users {
+		if sees(u) {
+			dst = h.targets(dst, u)
+		}
+	}
+	return dst, nil
+}
+
+// outFrame is an encoded server frame; prep is set when it goes to many sessions, so the
+// WebSocket framing is done once.
+type outFrame struct {
+	data []byte
+	prep *websocket.PreparedMessage
+}
+
+func newOutFrame(v any, shared bool) (outFrame, error) {
+	data, err := marshalFrame(v)
+	if err != nil {
+		return outFrame{}, err
+	}
+	f := outFrame{data: data}
+	if shared {
+		if f.prep, err = websocket.NewPreparedMessage(websocket.TextMessage, data); err != nil {
+			return outFrame{}, err
+		}
+	}
+	return f, nil
+}

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"github.com/eventchat/chat/schemas"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics of the gateway: chat_gateway_*. No user or conversation ids as labels.
+type metrics struct {
+	connections     prometheus.Gauge
+	connsTotal      *prometheus.CounterVec
+	framesIn        *prometheus.CounterVec
+	framesOut       prometheus.Counter
+	acks            prometheus.Counter
+	dups            prometheus.Counter
+	errors          *prometheus.CounterVec
+	appendSeconds   prometheus.Histogram
+	batchSize       prometheus.Histogram
+	appendFallbacks prometheus.Counter
+	liveEvents      prometheus.Counter
+	liveLagSeconds  prometheus.Histogram
+	closes          *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_gateway_connections",
+			Help: "Open client sessions (WebSocket)."}),
+		connsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_connections_total",
+			Help: "Sessions opened, by transport."}, []string{"transport"}),
+		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_frames_in_total",
+			Help: "Client frames received, by command (unknown commands as \"other\")."}, []string{"cmd"}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_frames_out_total",
+			Help: "Server frames queued to sessions."}),
+		acks: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_acks_total",
+			Help: "Messages acknowledged after JetStream stored them."}),
+		dups: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_duplicate_mids_total",
+			Help: "Retried mids answered with their first ack."}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_errors_total",
+			Help: "Error answers, by errCode."}, []string{"code"}),
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_append_seconds",
+			Help:    "Time from a message frame's arrival to JetStream's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_append_batch_size",
+			Help: "Events per group-commit batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		appendFallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_append_fallbacks_total",
+			Help: "Batches re-appended one message at a time (duplicate mid in a batch, lost answer)."}),
+		liveEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_live_events_total",
+			Help: "Events read from the log by the live feed."}),
+		liveLagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_live_lag_seconds",
+			Help:    "Time from an event's append to its arrival at this gateway's live feed.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_session_closes_total",
+			Help: "Sessions closed by the server, by close code."}, []string{"code"}),
+	}
+	reg.MustRegister(m.connections, m.connsTotal, m.framesIn, m.framesOut, m.acks, m.dups, m.errors,
+		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes)
+	for _, c := range schemas.ErrCodes {
+		m.errors.WithLabelValues(string(c))
+	}
+	return m
+}
+
+var knownCmds = map[string]bool{
+	schemas.CmdLogin: true, schemas.CmdMessage: true, schemas.CmdCreate: true, schemas.CmdJoin: true,
+	schemas.CmdLeave: true, schemas.CmdInvite: true, schemas.CmdEdit: true, schemas.CmdDelete: true,
+	schemas.CmdReact: true, schemas.CmdRead: true, schemas.CmdTyping: true, schemas.CmdSync: true,
+	schemas.CmdHistory: true, schemas.CmdConversations: true, schemas.CmdPresence: true,
+	schemas.CmdContacts: true, schemas.CmdPing: true,
+}
+
+func cmdLabel(cmd string) string {
+	if knownCmds[cmd] {
+		return cmd
+	}
+	return "other"
+}

@@ -1,0 +1,365 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/eventchat/chat/schemas"
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+)
+
+// WebSocket close codes (PROTOCOL.md, "Close codes").
+const (
+	closeGoingAway    = websocket.CloseGoingAway       // 1001 server shutting down
+	closePolicy       = websocket.ClosePolicyViolation // 1008 unauthorized, bad frames, flooding
+	closeTooBig       = websocket.CloseMessageTooBig   // 1009
+	closeInternal     = websocket.CloseInternalServerErr
+	closeTryAgain     = websocket.CloseTryAgainLater // 1013 overloaded or too slow a reader
+	maxPendingLive    = 10000                        // live events held back during one sync
+	writeWait         = 10 * time.Second
+	commandTimeout    = 15 * time.Second
+	badFrameBurst     = 10 // malformed frames tolerated in a burst...
+	badFramePerMinute = 10 // ...and per minute, before the session is closed with 1008
+)
+
+// session is one authenticated client connection: a read pump that handles frames in order and a
+// write pump that owns the socket's writes, joined by a bounded queue.
+type session struct {
+	gw      *Gateway
+	conn    *websocket.Conn
+	user    string
+	expires time.Time
+
+	send     chan outFrame
+	closing  chan struct{}
+	readDone chan struct{} // closed when the read pump has returned
+	done     chan struct{} // closed when the write pump has returned
+	once     sync.Once
+	// Set before closing is closed: the close frame to send, and whether queued frames go first.
+	closeCode   int
+	closeReason string
+	drain       bool
+
+	// Delivery state, under mu. Every visible event with seq in [covLo, covHi] has been queued;
+	// while syncing, live events wait in pending.
+	mu      sync.Mutex
+	covLo   uint64
+	covHi   uint64
+	syncing bool
+	pending []pendingLive
+
+	limiter  *rate.Limiter
+	strikes  int
+	badness  *rate.Limiter
+	acks     chan struct{} // semaphore: messages awaiting storage
+	inflight sync.WaitGroup
+}
+
+type pendingLive struct {
+	seq uint64
+	f   outFrame
+}
+
+func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Time) *session {
+	c := &gw.cfg
+	return &session{
+		gw: gw, conn: conn, user: user, expires: expires,
+		send:     make(chan outFrame, c.SendQueue),
+		closing:  make(chan struct{}),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
+		limiter:  rate.NewLimiter(rate.Limit(c.RateLimit), c.RateBurst),
+		badness:  rate.NewLimiter(rate.Every(time.Minute/badFramePerMinute), badFrameBurst),
+		acks:     make(chan struct{}, c.MaxPendingAcks),
+	}
+}
+
+// close asks the write pump to send a close frame and shut the socket. drain: the frames already
+// queued go out first (a clean close); otherwise they are dropped (a reader too slow for them).
+func (s *session) close(code int, reason string, drain bool) {
+	s.once.Do(func() {
+		s.closeCode, s.closeReason, s.drain = code, reason, drain
+		if code != 0 {
+			s.gw.metrics.closes.WithLabelValues(strconv.Itoa(code)).Inc()
+		}
+		close(s.closing)
+	})
+}
+
+func (s *session) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// enqueue queues a frame without blocking; a full queue closes the session (1013): one slow reader
+// must never stall the live feed or other sessions.
+func (s *session) enqueue(f outFrame) bool {
+	select {
+	case s.send <- f:
+		s.gw.metrics.framesOut.Inc()
+		return true
+	default:
+		s.close(closeTryAgain, "too slow a reader: send queue full", false)
+		return false
+	}
+}
+
+// enqueueWait queues a frame, waiting for room (for sync and history answers, which the client
+// asked for and reads at its own pace).
+func (s *session) enqueueWait(ctx context.Context, f outFrame) bool {
+	select {
+	case s.send <- f:
+		s.gw.metrics.framesOut.Inc()
+		return true
+	case <-s.closing:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reply queues a direct answer.
+func (s *session) reply(v any) {
+	f, err := newOutFrame(v, false)
+	if err != nil {
+		s.gw.log.Error("encode frame", "err", err)
+		return
+	}
+	s.enqueue(f)
+}
+
+// replyErr answers a frame with an error; anything but a protocol error is logged and answered as
+// internal, without its details.
+func (s *session) replyErr(id string, err error) {
+	pe := asProtocolError(err)
+	if pe.Code == schemas.CodeInternal || pe.Code == schemas.CodeUnavailable {
+		s.gw.log.Error("command failed", "user", s.user, "err", err)
+	}
+	s.gw.metrics.errors.WithLabelValues(string(pe.Code)).Inc()
+	s.reply(schemas.ErrorFrame{Cmd: schemas.CmdError, ID: id, ErrCode: pe.Code, ErrMsg: pe.Msg})
+}
+
+// deliverLive queues a live event unless this session has it already; during a sync it is held
+// back until the sync is done, so the session sees events in seq order.
+func (s *session) deliverLive(seq uint64, f outFrame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.syncing {
+		if len(s.pending) >= maxPendingLive {
+			s.close(closeTryAgain, "too many live events during sync", false)
+			return
+		}
+		s.pending = append(s.pending, pendingLive{seq, f})
+		return
+	}
+	if seq <= s.covHi {
+		return
+	}
+	if s.covLo == 0 {
+		s.covLo = seq
+	}
+	s.covHi = seq
+	s.enqueue(f)
+}
+
+// beginSync holds back live events; it returns the range already delivered, which the sync skips.
+func (s *session) beginSync() (lo, hi uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncing = true
+	return s.covLo, s.covHi
+}
+
+// endSync ends a sync. covered: every visible event in (after, head] has been queued. Then the live
+// events held back meanwhile are released, those the sync did not already cover.
+func (s *session) endSync(covered bool, after, head uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if covered {
+		if s.covLo == 0 || after+1 < s.covLo {
+			s.covLo = after + 1
+		}
+		s.covHi = max(s.covHi, head)
+	}
+	for _, p := range s.pending {
+		if p.seq > s.covHi {
+			if s.covLo == 0 {
+				s.covLo = p.seq
+			}
+			s.covHi = p.seq
+			if !s.enqueue(p.f) {
+				break
+			}
+		}
+	}
+	s.pending = nil
+	s.syncing = false
+}
+
+// writePump owns all writes to the socket.
+func (s *session) writePump() {
+	ping := time.NewTicker(s.gw.cfg.PingInterval)
+	defer func() {
+		ping.Stop()
+		_ = s.conn.Close()
+		close(s.done)
+	}()
+	for {
+		select {
+		case f := <-s.send:
+			if err := s.write(f); err != nil {
+				s.close(0, "", false)
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				s.close(0, "", false)
+				return
+			}
+		case <-s.closing:
+			if s.drain {
+				for n := len(s.send); n > 0; n-- {
+					if err := s.write(<-s.send); err != nil {
+						return
+					}
+				}
+			}
+			if s.closeCode != 0 {
+				msg := websocket.FormatCloseMessage(s.closeCode, s.closeReason)
+				_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			}
+			return
+		}
+	}
+}
+
+func (s *session) write(f outFrame) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	if f.prep != nil {
+		return s.conn.WritePreparedMessage(f.prep)
+	}
+	return s.conn.WriteMessage(websocket.TextMessage, f.data)
+}
+
+// readPump reads and handles frames until the socket closes.
+func (s *session) readPump() {
+	defer close(s.readDone)
+	pongWait := s.gw.cfg.PingInterval * 5 / 2
+	_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	s.conn.SetPongHandler(func(string) error {
+		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		typ, data, err := s.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.close(closeTooBig, "frame larger than 64 KiB", false)
+			} else if s.gw.draining.Load() {
+				// Shutdown stopped the reads; the drain closes the session once its acks are out.
+			} else {
+				s.close(0, "", false)
+			}
+			return
+		}
+		_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if typ != websocket.TextMessage {
+			s.badFrame("", "frames are JSON text frames")
+			continue
+		}
+		s.handle(data)
+		if s.closed() {
+			return
+		}
+	}
+}
+
+// badFrame answers a malformed frame; a session that keeps sending them is closed (1008).
+func (s *session) badFrame(id, msg string) {
+	s.replyErr(id, schemas.Errorf(schemas.CodeBadRequest, msg))
+	if !s.badness.Allow() {
+		s.close(closePolicy, "too many bad frames", true)
+	}
+}
+
+// decodeFrame parses a client frame and checks what every frame must satisfy.
+func decodeFrame(data []byte) (*schemas.ClientFrame, *schemas.Error) {
+	var f schemas.ClientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		// Echo the id when it is readable, so the client can match the error.
+		var probe struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(data, &probe)
+		if utf8.RuneCountInString(probe.ID) > schemas.MaxFrameIDLen {
+			probe.ID = ""
+		}
+		return &schemas.ClientFrame{ID: probe.ID}, schemas.Errorf(schemas.CodeBadRequest, "malformed frame: "+jsonProblem(err))
+	}
+	if utf8.RuneCountInString(f.ID) > schemas.MaxFrameIDLen {
+		f.ID = ""
+		return &f, schemas.Errorf(schemas.CodeBadRequest, "frame id longer than 64 characters")
+	}
+	if f.Cmd == "" {
+		return &f, schemas.Errorf(schemas.CodeBadRequest, "frame without cmd")
+	}
+	return &f, nil
+}
+
+// jsonProblem describes a JSON decoding error without echoing client data at length.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "field " + te.Field + " has the wrong type"
+	}
+	return "not a JSON object"
+}
+
+// handle handles one frame of an authenticated session.
+func (s *session) handle(data []byte) {
+	f, perr := decodeFrame(data)
+	if perr != nil {
+		s.gw.metrics.framesIn.WithLabelValues("other").Inc()
+		s.badFrame(f.ID, perr.Msg)
+		return
+	}
+	s.gw.metrics.framesIn.WithLabelValues(cmdLabel(f.Cmd)).Inc()
+	if !s.limiter.Allow() {
+		s.strikes++
+		s.replyErr(f.ID, schemas.Errorf(schemas.CodeRateLimited, "too many frames: slow down"))
+		if s.strikes >= s.gw.cfg.RateStrikes {
+			s.close(closePolicy, "flooding", true)
+		}
+		return
+	}
+	s.strikes = 0
+	ctx, cancel := context.WithTimeout(s.gw.baseCtx, commandTimeout)
+	defer cancel()
+	if err := s.gw.dispatch(ctx, s, f); err != nil {
+		s.replyErr(f.ID, err)
+	}
+}
+
+// expire closes the session when its token expires.
+func (s *session) expire() {
+	if s.expires.IsZero() {
+		return
+	}
+	t := time.NewTimer(time.Until(s.expires))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.replyErr("", schemas.Errorf(schemas.CodeUnauthorized, "token expired: log in again"))
+		s.close(closePolicy, "token expired", true)
+	case <-s.closing:
+	}
+}
