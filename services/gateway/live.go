@@ -137,6 +137,7 @@ func (lf *liveFeed) deliver(ctx context.Context, e *schemas.Event, seq uint64) {
 		}
 	}
 	lf.scratch = targets
+	lf.gw.log.Debug("live event", "seq", seq, "conv", e.Conv, "type", e.Type, "targets", len(targets))
 	if len(targets) == 0 {
 		return
 	}
