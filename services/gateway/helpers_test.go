@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"errors"
 	"fmt"
+	"github.com/gorilla/websocket"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,4 +173,10 @@ func dm(a, b string) string {
 		a, b = b, a
 	}
 	return "dm:" + a + ":" + b
+}
+
+// isClose reports whether err is a WebSocket close with code.
+func isClose(err error, code int) bool {
+	var ce *websocket.CloseError
+	return errors.As(err, &ce) && ce.Code == code
 }
