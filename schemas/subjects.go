@@ -17,11 +17,13 @@ const (
 var EventSubjects = []string{"chat.msg.>", "chat.mem.>"}
 
 // ContentSubject is the subject that carries the content events of a conversation.
+// It panics on a Conv that did not come from ParseConv, DirectConv or GroupConv: a programming
+// error, never client input.
 func ContentSubject(c Conv) string {
-	switch c.Kind {
-	case ConvDirect:
+	switch {
+	case c.Kind == ConvDirect && ValidUser(c.A) && ValidUser(c.B) && c.A < c.B:
 		return subjMsgDirectPrefix + c.A + "." + c.B
-	case ConvGroup:
+	case c.Kind == ConvGroup && ValidGroup(c.Group):
 		return subjMsgGroupPrefix + c.Group
 	}
 	panic("schemas: ContentSubject of an invalid conversation")
@@ -62,6 +64,9 @@ func IndexKey(user string, c Conv) string {
 	mustUser(user)
 	switch c.Kind {
 	case ConvDirect:
+		if !c.Has(user) {
+			panic("schemas: IndexKey of a direct conversation the user is not in")
+		}
 		return user + ".d." + c.Other(user)
 	case ConvGroup:
 		return user + ".g." + c.Group

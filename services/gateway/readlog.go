@@ -271,6 +271,9 @@ func (gw *Gateway) history(ctx context.Context, user string, q historyQuery) ([]
 	if len(out) > limit {
 		out = out[len(out)-limit:]
 	}
+	if out == nil {
+		out = []any{} // an empty page is [], never null
+	}
 	return out, nil
 }
 

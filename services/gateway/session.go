@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -324,8 +326,15 @@ func jsonProblem(err error) string {
 	return "not a JSON object"
 }
 
-// handle handles one frame of an authenticated session.
+// handle handles one frame of an authenticated session. A bug in a handler costs its frame an
+// internal error, never the process.
 func (s *session) handle(data []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.gw.log.Error("panic handling a frame", "user", s.user, "panic", r, "stack", string(debug.Stack()))
+			s.replyErr("", fmt.Errorf("panic: %v", r))
+		}
+	}()
 	f, perr := decodeFrame(data)
 	if perr != nil {
 		s.gw.metrics.framesIn.WithLabelValues("other").Inc()

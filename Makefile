@@ -1,0 +1,43 @@
+# eventchat: the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+MODULES := schemas platform services/gateway cmd/chatd bench
+# Packages with tests; bench is run by `make bench`, not by the tests.
+TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./cmd/chatd/...
+
+.PHONY: run test vet build modules bench bench-quick fmt fuzz clean
+
+## run: the whole system on the embedded default (NATS with JetStream in ./data), URL printed
+run:
+	$(GO) run ./cmd/chatd
+
+## test: every test (vet, unit and integration tests, each module on its own too)
+test: vet modules
+	$(GO) test -count=1 -timeout 15m $(TESTED)
+
+vet:
+	$(GO) vet $(TESTED) ./bench/...
+
+## modules: every module builds on its own, without the workspace (GOWORK=off)
+modules:
+	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./... ) || exit 1; done
+
+build:
+	mkdir -p bin
+	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway
+
+## bench: the benchmark suite (minutes); results in bench/results/<date>.json
+bench:
+	cd bench && $(GO) run ./cmd/chatbench -out results/$$(date +%F).json
+
+bench-quick:
+	cd bench && $(GO) run ./cmd/chatbench -quick -out results/$$(date +%F)-quick.json
+
+## fuzz: run the identifier fuzzers for a while
+fuzz:
+	cd schemas && $(GO) test -run '^$$' -fuzz FuzzParseConv -fuzztime 60s . && $(GO) test -run '^$$' -fuzz FuzzValidIDs -fuzztime 60s .
+
+fmt:
+	gofmt -l -w $(MODULES)
+
+clean:
+	rm -rf bin data
