@@ -34,6 +34,9 @@ type Config struct {
 	MaxPendingAcks int
 	// PingInterval is the WebSocket ping period; a peer silent for 2.5 intervals is dropped.
 	PingInterval time.Duration
+	// SyncGrace is how long live events wait for a new session's first sync (see docs/protocol.md):
+	// a client that sends no sync and no other command gets them after it.
+	SyncGrace time.Duration
 	// AuthTimeout is how long an unauthenticated socket may take to send its login frame.
 	AuthTimeout time.Duration
 
@@ -70,6 +73,8 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Int(&c.RateStrikes, "rate-strikes", "CHAT_RATE_STRIKES", 20, "rate-limited frames in a row that close the session")
 	f.Int(&c.MaxPendingAcks, "max-pending-acks", "CHAT_MAX_PENDING_ACKS", 256, "messages per session awaiting storage at once")
 	f.Duration(&c.PingInterval, "ping-interval", "CHAT_PING_INTERVAL", 25*time.Second, "WebSocket ping period")
+	f.Duration(&c.SyncGrace, "sync-grace", "CHAT_SYNC_GRACE", 500*time.Millisecond,
+		"how long a new session's live events wait for its first sync")
 	f.Duration(&c.AuthTimeout, "auth-timeout", "CHAT_AUTH_TIMEOUT", 10*time.Second, "time allowed for the login frame")
 	f.Int(&c.BatchMax, "batch-max", "CHAT_BATCH_MAX", 256, "most events per group-commit batch (at most 1000)")
 	f.Int(&c.BatchInflight, "batch-inflight", "CHAT_BATCH_INFLIGHT", 2, "group-commit batches in flight at once")
@@ -82,7 +87,7 @@ func Defaults() Config {
 	return Config{
 		Addr: "127.0.0.1:8080", Tokens: auth.TokenConfig{Alg: "HS256", TTL: 24 * time.Hour},
 		SendQueue: 1024, RateLimit: 50, RateBurst: 100, RateStrikes: 20, MaxPendingAcks: 256,
-		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second,
+		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
 		BatchMax: 256, BatchInflight: 2, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
 	}
 }
@@ -107,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchInflight < 1 || c.BatchInflight > 32 {
 		errs = append(errs, fmt.Errorf("batch-inflight %d: between 1 and 32", c.BatchInflight))
+	}
+	if c.SyncGrace < 0 || c.SyncGrace > time.Minute {
+		errs = append(errs, fmt.Errorf("sync-grace %s: between 0 and 1m", c.SyncGrace))
 	}
 	if c.PingInterval < time.Second || c.AuthTimeout <= 0 || c.AppendTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("ping-interval (>= 1s), auth-timeout, append-timeout and shutdown-timeout must be positive"))

@@ -204,10 +204,15 @@ func (gw *Gateway) drain(srv *http.Server, appenderDone <-chan error, stopLive f
 	go func() { _ = srv.Shutdown(shutdownCtx); close(httpDone) }()
 
 	sessions := gw.hub.sessions()
-	for _, s := range sessions {
-		_ = s.conn.SetReadDeadline(time.Now()) // the read pump stops after the frame in hand
+	reading := make([]bool, len(sessions))
+	for i, s := range sessions {
+		reading[i] = s.stopReading()
 	}
-	for _, s := range sessions {
+	for i, s := range sessions {
+		if !reading[i] {
+			s.close(closeGoingAway, "server shutting down", true) // still upgrading
+			continue
+		}
 		waitUntil(deadline, s.readDone)
 		waitUntil(deadline, waitGroupDone(&s.inflight)) // acks of messages already accepted
 		s.close(closeGoingAway, "server shutting down", true)

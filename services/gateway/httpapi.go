@@ -251,33 +251,45 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A session authenticated by header joins the hub before the upgrade completes, so every event
+	// appended after the client sees its socket open reaches it (they wait in its queue meanwhile).
+	var s *session
+	if user != "" {
+		s = newSession(gw, nil, user, exp)
+		gw.hub.add(s)
+	}
 	conn, err := gw.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		if s != nil {
+			gw.hub.remove(s)
+		}
 		return // the upgrader has answered
 	}
 	conn.SetReadLimit(schemas.MaxFrameBytes)
-	var loginID *string
-	if user == "" {
-		var id string
-		if user, exp, id, err = gw.firstFrameLogin(conn); err != nil {
+	if s == nil {
+		user, exp, id, err := gw.firstFrameLogin(conn)
+		if err != nil {
 			gw.refuse(conn, id, err)
 			return
 		}
-		loginID = &id
+		s = newSession(gw, conn, user, exp)
+		gw.hub.add(s) // before the ok, so events after it reach the session
+		s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: id})
+	}
+	s.setConn(conn)
+	if gw.draining.Load() {
+		s.close(closeGoingAway, "server shutting down", true)
 	}
 	gw.sessions.Add(1)
 	defer gw.sessions.Done()
-	s := newSession(gw, conn, user, exp)
-	if loginID != nil {
-		s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: *loginID})
-	}
-	gw.hub.add(s)
 	gw.metrics.connections.Inc()
 	gw.metrics.connsTotal.WithLabelValues("websocket").Inc()
 	defer func() {
 		gw.hub.remove(s)
 		gw.metrics.connections.Dec()
 	}()
+	hold := time.AfterFunc(gw.cfg.SyncGrace, s.releaseHold)
+	defer hold.Stop()
 	go s.writePump()
 	go s.expire()
 	s.readPump()

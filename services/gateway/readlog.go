@@ -121,14 +121,16 @@ func (gw *Gateway) canSee(ctx context.Context, user string, e *schemas.Event, se
 // events are held back meanwhile and released after it; events the session already got live are
 // not sent twice.
 func (gw *Gateway) sync(ctx context.Context, s *session, id string, after uint64) error {
-	filters, err := gw.userFilters(ctx, s.user, after)
-	if err != nil {
-		return err
-	}
 	lo, hi := s.beginSync()
 	// Read the head after holding live events back: everything up to it is read here, everything
-	// after it arrives live.
+	// after it arrives live. Read the index after the head: a conversation is indexed before its
+	// first event is appended, so every conversation with events up to the head is listed.
 	first, head, err := gw.streamBounds(ctx)
+	if err != nil {
+		s.endSync(false, 0, 0)
+		return err
+	}
+	filters, err := gw.userFilters(ctx, s.user, after)
 	if err != nil {
 		s.endSync(false, 0, 0)
 		return err

@@ -54,6 +54,9 @@ type session struct {
 	covLo   uint64
 	covHi   uint64
 	syncing bool
+	// hold: live events wait until the session's first sync (or its first other command, or the
+	// sync grace period), so a client that connects and syncs sees everything in seq order.
+	hold    bool
 	pending []pendingLive
 
 	limiter  *rate.Limiter
@@ -79,7 +82,27 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 		limiter:  rate.NewLimiter(rate.Limit(c.RateLimit), c.RateBurst),
 		badness:  rate.NewLimiter(rate.Every(time.Minute/badFramePerMinute), badFrameBurst),
 		acks:     make(chan struct{}, c.MaxPendingAcks),
+		hold:     true,
 	}
+}
+
+// setConn attaches the socket once the upgrade is done.
+func (s *session) setConn(c *websocket.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = c
+}
+
+// stopReading makes the read pump return after the frame in hand (shutdown). It reports false for
+// a session whose socket is not attached yet.
+func (s *session) stopReading() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return false
+	}
+	_ = s.conn.SetReadDeadline(time.Now())
+	return true
 }
 
 // close asks the write pump to send a close frame and shut the socket. drain: the frames already
@@ -151,34 +174,51 @@ func (s *session) replyErr(id string, err error) {
 	s.reply(schemas.ErrorFrame{Cmd: schemas.CmdError, ID: id, ErrCode: pe.Code, ErrMsg: pe.Msg})
 }
 
-// deliverLive queues a live event unless this session has it already; during a sync it is held
-// back until the sync is done, so the session sees events in seq order.
+// deliverLive queues a live event unless this session has it already; during a sync (and before
+// the first one) it is held back, so the session sees events in seq order.
 func (s *session) deliverLive(seq uint64, f outFrame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.syncing {
+	if s.syncing || s.hold {
 		if len(s.pending) >= maxPendingLive {
-			s.close(closeTryAgain, "too many live events during sync", false)
+			s.close(closeTryAgain, "too many live events held back", false)
 			return
 		}
 		s.pending = append(s.pending, pendingLive{seq, f})
 		return
 	}
+	s.queueLiveLocked(seq, f)
+}
+
+func (s *session) queueLiveLocked(seq uint64, f outFrame) bool {
 	if seq <= s.covHi {
-		return
+		return true
 	}
 	if s.covLo == 0 {
 		s.covLo = seq
 	}
 	s.covHi = seq
-	s.enqueue(f)
+	return s.enqueue(f)
+}
+
+// releaseHold ends the hold on live events of a session that did not start with a sync.
+func (s *session) releaseHold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.hold {
+		return
+	}
+	s.hold = false
+	if !s.syncing {
+		s.flushPendingLocked()
+	}
 }
 
 // beginSync holds back live events; it returns the range already delivered, which the sync skips.
 func (s *session) beginSync() (lo, hi uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.syncing = true
+	s.syncing, s.hold = true, false
 	return s.covLo, s.covHi
 }
 
@@ -193,19 +233,17 @@ func (s *session) endSync(covered bool, after, head uint64) {
 		}
 		s.covHi = max(s.covHi, head)
 	}
+	s.syncing = false
+	s.flushPendingLocked()
+}
+
+func (s *session) flushPendingLocked() {
 	for _, p := range s.pending {
-		if p.seq > s.covHi {
-			if s.covLo == 0 {
-				s.covLo = p.seq
-			}
-			s.covHi = p.seq
-			if !s.enqueue(p.f) {
-				break
-			}
+		if !s.queueLiveLocked(p.seq, p.f) {
+			break
 		}
 	}
 	s.pending = nil
-	s.syncing = false
 }
 
 // writePump owns all writes to the socket.
@@ -351,6 +389,9 @@ func (s *session) handle(data []byte) {
 		return
 	}
 	s.strikes = 0
+	if f.Cmd != schemas.CmdSync {
+		s.releaseHold() // this client is not starting with a sync
+	}
 	ctx, cancel := context.WithTimeout(s.gw.baseCtx, commandTimeout)
 	defer cancel()
 	if err := s.gw.dispatch(ctx, s, f); err != nil {
