@@ -33,77 +33,51 @@ func (f *Flags) Err() error {
 
 func (f *Flags) usage(env, u string) string { return u + " (env " + env + ")" }
 
+// envOr is def, or the value of the environment variable env parsed by parse; a value that does not
+// parse is recorded for Err and leaves def.
+func envOr[T any](f *Flags, env string, def T, parse func(string) (T, error)) T {
+	v, ok := os.LookupEnv(env)
+	if !ok {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
+		return def
+	}
+	return x
+}
+
 // String binds a string option.
 func (f *Flags) String(p *string, name, env, def, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		def = v
-	}
-	f.fs.StringVar(p, name, def, f.usage(env, usage))
+	f.fs.StringVar(p, name, envOr(f, env, def, func(s string) (string, error) { return s, nil }), f.usage(env, usage))
 }
 
 // Bool binds a boolean option.
 func (f *Flags) Bool(p *bool, name, env string, def bool, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		} else {
-			def = b
-		}
-	}
-	f.fs.BoolVar(p, name, def, f.usage(env, usage))
+	f.fs.BoolVar(p, name, envOr(f, env, def, strconv.ParseBool), f.usage(env, usage))
 }
 
 // Int binds an integer option.
 func (f *Flags) Int(p *int, name, env string, def int, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		} else {
-			def = n
-		}
-	}
-	f.fs.IntVar(p, name, def, f.usage(env, usage))
+	f.fs.IntVar(p, name, envOr(f, env, def, strconv.Atoi), f.usage(env, usage))
 }
 
 // Int64 binds a 64-bit integer option.
 func (f *Flags) Int64(p *int64, name, env string, def int64, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		} else {
-			def = n
-		}
-	}
-	f.fs.Int64Var(p, name, def, f.usage(env, usage))
+	parse := func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
+	f.fs.Int64Var(p, name, envOr(f, env, def, parse), f.usage(env, usage))
 }
 
 // Float binds a floating-point option.
 func (f *Flags) Float(p *float64, name, env string, def float64, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		} else {
-			def = n
-		}
-	}
-	f.fs.Float64Var(p, name, def, f.usage(env, usage))
+	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+	f.fs.Float64Var(p, name, envOr(f, env, def, parse), f.usage(env, usage))
 }
 
 // Duration binds a duration option ("250ms", "24h").
 func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		} else {
-			def = d
-		}
-	}
-	f.fs.DurationVar(p, name, def, f.usage(env, usage))
+	f.fs.DurationVar(p, name, envOr(f, env, def, time.ParseDuration), f.usage(env, usage))
 }
 
 // List binds a comma-separated list option.
