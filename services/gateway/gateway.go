@@ -85,6 +85,14 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		WriteBufferPool: &sync.Pool{},
 		// Origin is checked before the upgrade, so a refusal can carry a JSON error body.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// Refused handshakes answer like every other HTTP error.
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			code := schemas.CodeBadRequest
+			if status == http.StatusForbidden {
+				code = schemas.CodeForbidden
+			}
+			writeJSON(w, status, schemas.HTTPError{ErrCode: code, ErrMsg: "WebSocket handshake refused: " + reason.Error()})
+		},
 	}
 	return gw, nil
 }

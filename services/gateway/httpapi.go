@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -203,6 +204,9 @@ func queryUint(q url.Values, name string) (*uint64, error) {
 		return nil, nil
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		v, err = math.MaxUint64, nil // a number past any seq or limit: the largest
+	}
 	if err != nil {
 		return nil, schemas.Errorf(schemas.CodeBadRequest, name+" must be a non-negative integer")
 	}

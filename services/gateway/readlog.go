@@ -135,7 +135,7 @@ func (gw *Gateway) sync(ctx context.Context, s *session, id string, after uint64
 		s.endSync(false, 0, 0)
 		return err
 	}
-	if after > 0 && after+1 < first {
+	if after > 0 && first > 1 && after < first-1 {
 		s.endSync(false, 0, 0)
 		return schemas.Errorf(schemas.CodeUnavailable, fmt.Sprintf("events before seq %d are no longer kept", first))
 	}
@@ -223,6 +223,9 @@ func (gw *Gateway) history(ctx context.Context, user string, q historyQuery) ([]
 	}
 	lo, hi := first, head
 	if q.after != nil {
+		if *q.after >= head {
+			return []any{}, nil // nothing after the head (and no overflow of after+1)
+		}
 		lo = max(lo, *q.after+1)
 	}
 	if q.before != nil {
