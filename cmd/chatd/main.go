@@ -73,6 +73,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	}()
 	log.Info("embedded nats started", "store", cfg.NATS.StoreDir, "sync_always", cfg.NATS.SyncAlways)
 
+	if !cfg.NATS.SyncAlways && cfg.Gateway.BatchAtomicMin != 0 {
+		// Atomic batches only pay for themselves by sharing an fsync.
+		log.Info("fsync per write is off: group commit uses pipelined appends, not atomic batches")
+		cfg.Gateway.BatchAtomicMin = 0
+	}
 	nc, err := platform.ConnectInProcess(ns, "chatd-gateway", log)
 	if err != nil {
 		return err

@@ -44,7 +44,11 @@ type Config struct {
 	// BatchInflight the batches on the wire at once; AppendTimeout the wait for an answer.
 	BatchMax      int
 	BatchInflight int
-	AppendTimeout time.Duration
+	// BatchAtomicMin is the smallest batch stored as one JetStream atomic batch (one fsync for all);
+	// smaller batches go out as pipelined single appends. 0 never uses atomic batches: right when
+	// the stream does not fsync every write, where they only add cost.
+	BatchAtomicMin int
+	AppendTimeout  time.Duration
 
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration
@@ -76,8 +80,10 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Duration(&c.SyncGrace, "sync-grace", "CHAT_SYNC_GRACE", 500*time.Millisecond,
 		"how long a new session's live events wait for its first sync")
 	f.Duration(&c.AuthTimeout, "auth-timeout", "CHAT_AUTH_TIMEOUT", 10*time.Second, "time allowed for the login frame")
-	f.Int(&c.BatchMax, "batch-max", "CHAT_BATCH_MAX", 256, "most events per group-commit batch (at most 1000)")
+	f.Int(&c.BatchMax, "batch-max", "CHAT_BATCH_MAX", 1000, "most events per group-commit batch (at most 1000)")
 	f.Int(&c.BatchInflight, "batch-inflight", "CHAT_BATCH_INFLIGHT", 2, "group-commit batches in flight at once")
+	f.Int(&c.BatchAtomicMin, "batch-atomic-min", "CHAT_BATCH_ATOMIC_MIN", 8,
+		"smallest group-commit batch stored as one atomic batch (0: never; use 0 when JetStream does not fsync every write)")
 	f.Duration(&c.AppendTimeout, "append-timeout", "CHAT_APPEND_TIMEOUT", 10*time.Second, "wait for JetStream to acknowledge an append")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 20*time.Second, "graceful drain limit")
 }
@@ -88,7 +94,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", Tokens: auth.TokenConfig{Alg: "HS256", TTL: 24 * time.Hour},
 		SendQueue: 1024, RateLimit: 50, RateBurst: 100, RateStrikes: 20, MaxPendingAcks: 256,
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
-		BatchMax: 256, BatchInflight: 2, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
 	}
 }
 
@@ -109,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchMax < 1 || c.BatchMax > 1000 {
 		errs = append(errs, fmt.Errorf("batch-max %d: between 1 and 1000", c.BatchMax))
+	}
+	if c.BatchAtomicMin < 0 || c.BatchAtomicMin > 1000 {
+		errs = append(errs, fmt.Errorf("batch-atomic-min %d: between 0 and 1000", c.BatchAtomicMin))
 	}
 	if c.BatchInflight < 1 || c.BatchInflight > 32 {
 		errs = append(errs, fmt.Errorf("batch-inflight %d: between 1 and 32", c.BatchInflight))

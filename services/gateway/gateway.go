@@ -152,7 +152,7 @@ func (gw *Gateway) Run(ctx context.Context) error {
 	defer cancelBase()
 	gw.baseCtx = baseCtx
 
-	gw.appender = newAppender(gw.nc, gw.cfg.BatchMax, gw.cfg.BatchInflight, gw.cfg.AppendTimeout, gw.metrics, gw.log)
+	gw.appender = newAppender(gw.nc, gw.cfg.BatchMax, gw.cfg.BatchInflight, gw.cfg.BatchAtomicMin, gw.cfg.AppendTimeout, gw.metrics, gw.log)
 	appenderDone := make(chan error, 1)
 	go func() { appenderDone <- gw.appender.run() }()
 

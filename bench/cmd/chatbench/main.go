@@ -11,13 +11,13 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -27,9 +27,12 @@ import (
 // params are the knobs of one run; -quick shortens every phase, nothing else.
 type params struct {
 	Quick bool `json:"quick"`
+	// Which parts run (flags -raw, -gateway): a partial run is for experiments, not for results.
+	Raw     bool `json:"raw"`
+	Gateway bool `json:"gateway"`
 
 	// Raw phases: each publishes for RawDuration or RawMax messages, whichever comes first.
-	RawDuration      time.Duration `json:"rawDurationNs"`
+	RawDuration      time.Duration `json:"-"`
 	RawMax           int           `json:"rawMax"`
 	AsyncWindow      int           `json:"asyncWindow"`
 	RawBatchSizes    []int         `json:"rawBatchSizes"`
@@ -38,28 +41,46 @@ type params struct {
 	// Gateway phases.
 	Senders      int           `json:"senders"`
 	Window       int           `json:"window"`
-	Warmup       time.Duration `json:"warmupNs"`
-	Measure      time.Duration `json:"measureNs"`
+	Warmup       time.Duration `json:"-"`
+	Measure      time.Duration `json:"-"`
 	OpenRate     int           `json:"openRate"`
-	OpenDuration time.Duration `json:"openDurationNs"`
-	DrainTimeout time.Duration `json:"drainTimeoutNs"`
-
-	// Recorded for the reader of the results, not set by flags.
-	PayloadBytes         int `json:"payloadBytes"`
+	OpenDuration time.Duration `json:"-"`
+	DrainTimeout time.Duration `json:"-"`
+	// The gateway's group commit: events per batch and batches in flight (0: its defaults).
 	GatewayBatchMax      int `json:"gatewayBatchMax"`
 	GatewayBatchInflight int `json:"gatewayBatchInflight"`
+
+	// PayloadBytes is the size of one stored event, recorded for the reader of the results.
+	PayloadBytes int `json:"payloadBytes"`
+}
+
+// MarshalJSON writes the durations as Go duration strings ("20s"), for people to read.
+func (p params) MarshalJSON() ([]byte, error) {
+	type plain params
+	return json.Marshal(struct {
+		plain
+		RawDuration  string `json:"rawDuration"`
+		Warmup       string `json:"warmup"`
+		Measure      string `json:"measure"`
+		OpenDuration string `json:"openDuration"`
+		DrainTimeout string `json:"drainTimeout"`
+	}{plain(p), p.RawDuration.String(), p.Warmup.String(), p.Measure.String(), p.OpenDuration.String(),
+		p.DrainTimeout.String()})
 }
 
 func defaultParams(quick bool) params {
 	p := params{
-		Quick: quick, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
+		Quick: quick, Raw: true, Gateway: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
 		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
 		Senders: 50, Window: 32, Warmup: 3 * time.Second, Measure: 20 * time.Second,
-		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 20 * time.Second,
+		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 60 * time.Second,
 	}
 	if quick {
 		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
+		p.DrainTimeout = 30 * time.Second
 	}
+	cfg := gatewaytest.TestConfig()
+	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
 	return p
 }
 
@@ -72,25 +93,33 @@ func main() {
 	senders := flag.Int("senders", 0, "sender WebSocket clients (0: default 50)")
 	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 32)")
 	openRate := flag.Int("open-rate", 0, "total messages/s of the open-loop run (0: default 1000)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway run to <file>-fsync-<on|off>")
+	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
+	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>")
+	execTrace := flag.String("trace", "", "write an execution trace of each closed-loop gateway window to <file>-fsync-<on|off>")
+	rawOn := flag.Bool("raw", true, "run the raw JetStream phases")
+	gatewayOn := flag.Bool("gateway", true, "run the gateway phases")
 	flag.Parse()
+	// gatewaytest's account helpers use the default client: give every request a deadline.
+	http.DefaultClient.Timeout = 30 * time.Second
 
 	p := defaultParams(*quick)
+	p.Raw, p.Gateway = *rawOn, *gatewayOn
 	setIf(&p.Senders, *senders)
 	setIf(&p.Window, *window)
 	setIf(&p.OpenRate, *openRate)
+	setIf(&p.GatewayBatchMax, *batchMax)
+	setIf(&p.GatewayBatchInflight, *batchInflight)
 	settings, err := parseFsync(*fsyncs)
 	if err != nil {
 		log.Fatal(err)
 	}
 	p.PayloadBytes = len(eventPayload(0, "x0", msgText(0, time.Now())))
-	cfg := gatewaytest.TestConfig()
-	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
 
 	rep := newReport(p)
 	for _, fsync := range settings {
 		log.Printf("fsync=%s: starting", onOff(fsync))
-		rep.Settings = append(rep.Settings, runSetting(p, fsync, profilePath(*cpuProfile, fsync)))
+		rep.Settings = append(rep.Settings, runSetting(p, fsync, profiler(*cpuProfile, *execTrace, fsync)))
 	}
 	rep.finish()
 	rep.print(os.Stdout)
@@ -133,16 +162,9 @@ func onOff(b bool) string {
 	return "off"
 }
 
-func profilePath(base string, fsync bool) string {
-	if base == "" {
-		return ""
-	}
-	return base + "-fsync-" + onOff(fsync)
-}
-
 // runSetting runs every phase against a fresh nats-server with the given durability. A phase that
 // fails is recorded with its error and the remaining phases still run.
-func runSetting(p params, fsync bool, profile string) settingResult {
+func runSetting(p params, fsync bool, profile func() func()) settingResult {
 	res := settingResult{Fsync: fsync}
 	dir, err := os.MkdirTemp("", "chatbench-")
 	if err != nil {
@@ -157,43 +179,22 @@ func runSetting(p params, fsync bool, profile string) settingResult {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
-	raw, err := runRaw(ns.ClientURL(), p)
-	res.Raw = raw
-	if err != nil {
-		res.Errors = append(res.Errors, "raw: "+err.Error())
+	if p.Raw {
+		raw, err := runRaw(ns.ClientURL(), p)
+		res.Raw = raw
+		if err != nil {
+			res.Errors = append(res.Errors, "raw: "+err.Error())
+		}
 	}
-	gw, err := runGateway(ns.ClientURL(), p, profiler(profile))
-	res.Gateway = gw
-	if err != nil {
-		res.Errors = append(res.Errors, "gateway: "+err.Error())
+	if p.Gateway {
+		gw, err := runGateway(ns.ClientURL(), fsync, p, profile)
+		res.Gateway = gw
+		if err != nil {
+			res.Errors = append(res.Errors, "gateway: "+err.Error())
+		}
 	}
 	for _, e := range res.Errors {
 		log.Printf("fsync=%s: %s", onOff(fsync), e)
 	}
 	return res
-}
-
-// profiler returns start/stop hooks that CPU-profile one phase into path, or no-ops.
-func profiler(path string) func() func() {
-	if path == "" {
-		return func() func() { return func() {} }
-	}
-	return func() func() {
-		f, err := os.Create(path)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			log.Printf("cpu profile: %v", errors.Join(err, closeNil(f)))
-			return func() {}
-		}
-		return func() { pprof.StopCPUProfile(); _ = f.Close(); log.Printf("wrote CPU profile %s", path) }
-	}
-}
-
-func closeNil(f *os.File) error {
-	if f == nil {
-		return nil
-	}
-	return f.Close()
 }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eventchat/chat/services/gateway"
+	"github.com/eventchat/chat/services/gateway/gatewaytest"
+)
+
+// gatewayResult is the gateway under load: a closed-loop run for throughput and an open-loop run
+// for latency at light load, over the same sessions.
+type gatewayResult struct {
+	Senders      int         `json:"senders"`
+	Window       int         `json:"window"`
+	SetupSeconds float64     `json:"setupSeconds"`
+	Closed       *loadResult `json:"closedLoop,omitempty"`
+	Open         *loadResult `json:"openLoop,omitempty"`
+}
+
+// runGateway starts a gateway on the nats-server at url, connects the clients and runs both loads.
+// profile starts the CPU profile and trace of the closed-loop window, if asked for, and returns their stop.
+func runGateway(url string, fsync bool, p params, profile func() func()) (*gatewayResult, error) {
+	res := &gatewayResult{Senders: p.Senders, Window: p.Window}
+	start := time.Now()
+	b, err := startBench(url, fsync, p)
+	if err != nil {
+		return res, err
+	}
+	defer b.close()
+	res.SetupSeconds = time.Since(start).Seconds()
+	logf("gateway ready: %d senders, %d receivers connected in %.1fs", len(b.senders), len(b.receivers), res.SetupSeconds)
+
+	res.Closed = b.run(loadSpec{phase: 1, mode: "closed", window: p.Window, warmup: p.Warmup,
+		measure: p.Measure, profile: profile}, p)
+	logf("gateway closed loop: %s", res.Closed.summary())
+	// The open loop's window only bounds a stalled gateway; at its rate it never fills.
+	interval := time.Duration(float64(time.Second) * float64(p.Senders) / float64(p.OpenRate))
+	res.Open = b.run(loadSpec{phase: 2, mode: "open", window: b.cfg.MaxPendingAcks, warmup: time.Second,
+		measure: p.OpenDuration, interval: interval}, p)
+	logf("gateway open loop:   %s", res.Open.summary())
+	return res, errors.Join(res.Closed.err(), res.Open.err())
+}
+
+// bench is a running gateway with its connected clients: senders[i] sends to receivers[i].
+type bench struct {
+	gw        *gatewaytest.Gateway
+	cfg       gateway.Config
+	senders   []*gatewaytest.Client
+	receivers []*gatewaytest.Client
+}
+
+// benchConfig is the gateway's test configuration with the per-session limits out of the way:
+// the benchmark measures the write path, not the rate limiter.
+// As the all-in-one does, atomic batches are used only when every write is fsynced.
+func benchConfig(fsync bool, p params) gateway.Config {
+	cfg := gatewaytest.TestConfig()
+	cfg.RateLimit, cfg.RateBurst = 1e9, 1_000_000
+	cfg.MaxPendingAcks = max(cfg.MaxPendingAcks, p.Window)
+	cfg.SendQueue = max(cfg.SendQueue, 8*p.Window)
+	cfg.BatchMax, cfg.BatchInflight = p.GatewayBatchMax, p.GatewayBatchInflight
+	if !fsync {
+		cfg.BatchAtomicMin = 0
+	}
+	return cfg
+}
+
+func startBench(url string, fsync bool, p params) (*bench, error) {
+	cfg := benchConfig(fsync, p)
+	g, err := gatewaytest.StartGateway(url, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{gw: g, cfg: cfg}
+	var users []string
+	for i := range p.Senders {
+		users = append(users, senderID(i), receiverID(i))
+	}
+	tokens, err := accounts(g.URL, users)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	// Receivers first, so that every message has a session to go to. They never sync: they need
+	// only live events, which the gateway releases to a new session after its sync grace, long
+	// before the first message.
+	for i := range p.Senders {
+		c, err := dial(g.URL, tokens[receiverID(i)])
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.receivers = append(b.receivers, c)
+	}
+	for i := range p.Senders {
+		c, err := dial(g.URL, tokens[senderID(i)])
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.senders = append(b.senders, c)
+	}
+	return b, nil
+}
+
+func dial(url, token string) (*gatewaytest.Client, error) {
+	c, _, err := gatewaytest.Dial(url, gatewaytest.DialOpts{Token: token})
+	return c, err
+}
+
+// accounts registers the users and logs them in, a few at a time: password hashing (argon2id)
+// is deliberately expensive and bounded by the gateway to one per CPU anyway.
+func accounts(url string, users []string) (map[string]string, error) {
+	var mu sync.Mutex
+	tokens := map[string]string{}
+	var errs []error
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for u := range work {
+				tok, err := gatewaytest.Account(url, u)
+				mu.Lock()
+				tokens[u] = tok
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, u := range users {
+		work <- u
+	}
+	close(work)
+	wg.Wait()
+	return tokens, errors.Join(errs...)
+}
+
+func (b *bench) close() {
+	for _, c := range append(b.senders, b.receivers...) {
+		c.Close()
+	}
+	if err := b.gw.Stop(); err != nil {
+		logf("gateway stop: %v", err)
+	}
+}
+
+// gatewayMetrics is a scrape of the gateway's /metrics: the group-commit batch sizes are only
+// visible there.
+type gatewayMetrics map[string]float64
+
+func scrapeMetrics(ctx context.Context, baseURL string) (gatewayMetrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
+	}
+	m := gatewayMetrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "chat_gateway_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil && i > 0 {
+			m[line[:i]] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// sum adds every series whose name (labels included) starts with prefix.
+func (m gatewayMetrics) sum(prefix string) float64 {
+	var s float64
+	for k, v := range m {
+		if k == prefix || strings.HasPrefix(k, prefix+"{") {
+			s += v
+		}
+	}
+	return s
+}
+
+// groupCommit fills in what the gateway's metrics say about the measured window: the mean
+// events per atomic batch, the batches that fell back to single appends, and how far the live
+// feed (the gateway's one reader of the log) trailed the appends.
+func (r *loadResult) groupCommit(before, after gatewayMetrics) {
+	if before == nil || after == nil {
+		return
+	}
+	d := func(name string) float64 { return after.sum(name) - before.sum(name) }
+	if n := d("chat_gateway_append_batch_size_count"); n > 0 {
+		r.MeanBatch = d("chat_gateway_append_batch_size_sum") / n
+		r.Batches = int64(n)
+	}
+	if n := d("chat_gateway_live_lag_seconds_count"); n > 0 {
+		r.LiveLagMeanMs = 1000 * d("chat_gateway_live_lag_seconds_sum") / n
+	}
+	r.Fallbacks = int64(d("chat_gateway_append_fallbacks_total"))
+	r.SessionCloses = int64(d("chat_gateway_session_closes_total"))
+}

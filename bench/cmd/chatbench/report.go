@@ -1,0 +1,290 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+func logf(format string, args ...any) { log.Printf(format, args...) }
+
+// Latencies are recorded in microseconds, from 1 µs to a minute, to three significant digits.
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 3) }
+
+func record(h *hdrhistogram.Histogram, d time.Duration) {
+	// Values beyond the range are clamped rather than lost: a sample is a sample.
+	_ = h.RecordValue(min(max(d.Microseconds(), 1), h.HighestTrackableValue()))
+}
+
+func merge(hs []*hdrhistogram.Histogram) *hdrhistogram.Histogram {
+	all := newHist()
+	for _, h := range hs {
+		all.Merge(h)
+	}
+	return all
+}
+
+// latency is a latency distribution's summary, in milliseconds.
+type latency struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+}
+
+func summarize(h *hdrhistogram.Histogram) latency {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return latency{Count: h.TotalCount(), Mean: h.Mean() / 1000, P50: ms(h.ValueAtQuantile(50)),
+		P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)),
+		Max: ms(h.Max())}
+}
+
+// settingResult is every phase of one durability setting.
+type settingResult struct {
+	Fsync   bool           `json:"fsync"`
+	Raw     []rawResult    `json:"raw"`
+	Gateway *gatewayResult `json:"gateway,omitempty"`
+	// GatewayOverRawAsync is the gateway's closed-loop throughput over the raw async publish rate.
+	GatewayOverRawAsync float64  `json:"gatewayOverRawAsync,omitempty"`
+	Errors              []string `json:"errors,omitempty"`
+}
+
+func (s *settingResult) raw(name string) *rawResult {
+	for i := range s.Raw {
+		if s.Raw[i].Name == name {
+			return &s.Raw[i]
+		}
+	}
+	return nil
+}
+
+func (s *settingResult) gatewayRate() float64 {
+	if s.Gateway == nil || s.Gateway.Closed == nil {
+		return 0
+	}
+	return s.Gateway.Closed.AckedPerSec
+}
+
+type machine struct {
+	NumCPU     int    `json:"numCPU"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	GoVersion  string `json:"goVersion"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	Hostname   string `json:"hostname,omitempty"`
+	// The 1, 5 and 15 minute load averages before and after the run (Linux): other work on the
+	// machine during the run shows here, and makes the figures worth less.
+	LoadAvgBefore string `json:"loadAvgBefore,omitempty"`
+	LoadAvgAfter  string `json:"loadAvgAfter,omitempty"`
+}
+
+// revision names the code measured: the git commit of the working tree, marked when the tree has
+// changes; "" outside a git checkout.
+func revision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += " (modified)"
+	}
+	return rev
+}
+
+// loadAvg reads the load averages, or "" where /proc/loadavg does not exist.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// report is the whole run, as written to -out.
+type report struct {
+	Date     string          `json:"date"`
+	Revision string          `json:"revision,omitempty"`
+	Machine  machine         `json:"machine"`
+	Params   params          `json:"params"`
+	Settings []settingResult `json:"settings"`
+	// GatewayFsyncOnOverRawFsyncOff: what durability plus the gateway cost against the fastest
+	// undurable baseline.
+	GatewayFsyncOnOverRawFsyncOff float64 `json:"gatewayFsyncOnOverRawFsyncOff,omitempty"`
+	Seconds                       float64 `json:"seconds"`
+	started                       time.Time
+}
+
+func newReport(p params) *report {
+	host, _ := os.Hostname()
+	return &report{Date: time.Now().UTC().Format(time.RFC3339), Revision: revision(), Params: p, started: time.Now(),
+		Machine: machine{NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
+			OS: runtime.GOOS, Arch: runtime.GOARCH, Hostname: host, LoadAvgBefore: loadAvg()}}
+}
+
+func ratio(a, b float64) float64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// finish computes the ratios between settings.
+func (r *report) finish() {
+	r.Seconds = time.Since(r.started).Seconds()
+	r.Machine.LoadAvgAfter = loadAvg()
+	var on, off *settingResult
+	for i := range r.Settings {
+		s := &r.Settings[i]
+		if a := s.raw("async"); a != nil {
+			s.GatewayOverRawAsync = ratio(s.gatewayRate(), a.MsgsPerSec)
+		}
+		if s.Fsync {
+			on = s
+		} else {
+			off = s
+		}
+	}
+	if on != nil && off != nil {
+		if a := off.raw("async"); a != nil {
+			r.GatewayFsyncOnOverRawFsyncOff = ratio(on.gatewayRate(), a.MsgsPerSec)
+		}
+	}
+}
+
+func (r *report) failed() bool {
+	for _, s := range r.Settings {
+		if len(s.Errors) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *report) write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// print writes the table: one column per durability setting.
+func (r *report) print(w io.Writer) {
+	p := r.Params
+	fmt.Fprintf(w, "\nchatbench %s  rev %s  %s %s/%s  %d CPUs  event %d B  %.0fs%s\n", r.Date, r.Revision, r.Machine.GoVersion,
+		r.Machine.OS, r.Machine.Arch, r.Machine.NumCPU, p.PayloadBytes, r.Seconds, map[bool]string{true: "  (quick)"}[p.Quick])
+	if r.Machine.LoadAvgBefore != "" {
+		fmt.Fprintf(w, "load average before %s, after %s (server, gateway and clients share this process)\n", r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label string, cell func(s *settingResult) string) {
+		fmt.Fprintf(tw, "%s\t", label)
+		for i := range r.Settings {
+			fmt.Fprintf(tw, "%s\t", cell(&r.Settings[i]))
+		}
+		fmt.Fprintln(tw)
+	}
+	row("", func(s *settingResult) string { return "fsync=" + onOff(s.Fsync) })
+	for _, name := range rawNames(r.Settings) {
+		row("raw "+rawLabel(r.Settings, name)+" msgs/s", func(s *settingResult) string {
+			if a := s.raw(name); a != nil && a.Error == "" {
+				return fmt.Sprintf("%.0f", a.MsgsPerSec)
+			}
+			return "failed"
+		})
+	}
+	load := func(title string, get func(*gatewayResult) *loadResult) {
+		l := func(s *settingResult) *loadResult {
+			if s.Gateway == nil {
+				return nil
+			}
+			return get(s.Gateway)
+		}
+		cell := func(f func(*loadResult) string) func(*settingResult) string {
+			return func(s *settingResult) string {
+				if x := l(s); x != nil {
+					return f(x)
+				}
+				return "-"
+			}
+		}
+		row(title+" acked msgs/s", cell(func(x *loadResult) string { return fmt.Sprintf("%.0f", x.AckedPerSec) }))
+		row("  delivered msgs/s", cell(func(x *loadResult) string { return fmt.Sprintf("%.0f", x.DeliveredPerSec) }))
+		row("  send->ack p50 / p99 ms", cell(func(x *loadResult) string { return pair(x.SendToAck) }))
+		row("  send->deliver p50 / p99 ms", cell(func(x *loadResult) string { return pair(x.SendToDeliver) }))
+		row("  mean batch (events)", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.MeanBatch) }))
+		row("  delivery catch-up after run s", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.CatchUpSeconds) }))
+		row("  live feed lag mean ms", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.LiveLagMeanMs) }))
+		row("  CPU cores used", cell(func(x *loadResult) string { return fmt.Sprintf("%.2f", x.CPUCores) }))
+		row("  errors / undelivered", cell(func(x *loadResult) string {
+			n := int64(0)
+			for _, v := range x.Errors {
+				n += v
+			}
+			return fmt.Sprintf("%d / %d", n, x.Undelivered)
+		}))
+	}
+	load(fmt.Sprintf("gateway closed loop %dx%d", p.Senders, p.Window), func(g *gatewayResult) *loadResult { return g.Closed })
+	load(fmt.Sprintf("gateway open loop %d/s", p.OpenRate), func(g *gatewayResult) *loadResult { return g.Open })
+	row("gateway / raw async", func(s *settingResult) string { return fmt.Sprintf("%.2f", s.GatewayOverRawAsync) })
+	tw.Flush()
+	if r.GatewayFsyncOnOverRawFsyncOff > 0 {
+		fmt.Fprintf(w, "\ngateway fsync=on / raw async fsync=off: %.2f\n", r.GatewayFsyncOnOverRawFsyncOff)
+	}
+	for _, s := range r.Settings {
+		for _, e := range s.Errors {
+			fmt.Fprintf(w, "fsync=%s error: %s\n", onOff(s.Fsync), e)
+		}
+	}
+}
+
+func pair(l latency) string { return fmt.Sprintf("%.2f / %.2f", l.P50, l.P99) }
+
+// rawNames lists the raw phases in the order they ran.
+func rawNames(settings []settingResult) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range settings {
+		for _, r := range s.Raw {
+			if !seen[r.Name] {
+				seen[r.Name] = true
+				names = append(names, r.Name)
+			}
+		}
+	}
+	return names
+}
+
+func rawLabel(settings []settingResult, name string) string {
+	for _, s := range settings {
+		if r := s.raw(name); r != nil {
+			if r.Mode == "async" {
+				return fmt.Sprintf("async (window %d)", r.Window)
+			}
+			return fmt.Sprintf("batch %d (%d in flight)", r.BatchSize, r.Inflight)
+		}
+	}
+	return name
+}
