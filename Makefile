@@ -10,9 +10,11 @@ TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./cmd/chatd/...
 run:
 	$(GO) run ./cmd/chatd
 
-## test: every test (vet, unit and integration tests, each module on its own too)
+## test: every test (vet, unit and integration tests, each module on its own too; the gateway
+## again under the race detector)
 test: vet modules
 	$(GO) test -count=1 -timeout 15m $(TESTED)
+	$(GO) test -count=1 -race -timeout 15m ./services/gateway/...
 
 vet:
 	$(GO) vet $(TESTED) ./bench/...
