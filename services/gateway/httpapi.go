@@ -262,7 +262,8 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		s = newSession(gw, nil, user, exp)
 		gw.hub.add(s)
 	}
-	conn, err := gw.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	conn, err := gw.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		if s != nil {
 			gw.hub.remove(s)
@@ -280,7 +281,7 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		gw.hub.add(s) // before the ok, so events after it reach the session
 		s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: id})
 	}
-	s.setConn(conn)
+	s.setConn(conn, hj.conn)
 	if gw.draining.Load() {
 		s.close(closeGoingAway, "server shutting down", true)
 	}

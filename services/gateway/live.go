@@ -144,7 +144,8 @@ func (lf *liveFeed) deliver(ctx context.Context, e *schemas.Event, seq uint64) {
 	if len(targets) == 0 {
 		return
 	}
-	f, err := newOutFrame(schemas.EventFrame(e, seq), len(targets) > 1)
+	// A prepared message frames once for all recipients; for a handful, plain writes are cheaper.
+	f, err := newOutFrame(schemas.EventFrame(e, seq), len(targets) > 4)
 	if err != nil {
 		lf.gw.log.Error("live feed: encode", "seq", seq, "err", err)
 		return

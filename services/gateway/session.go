@@ -35,6 +35,7 @@ const (
 type session struct {
 	gw      *Gateway
 	conn    *websocket.Conn
+	cc      *coalescingConn // the socket under conn; nil if the upgrade did not go through ours
 	user    string
 	expires time.Time
 
@@ -87,10 +88,10 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 }
 
 // setConn attaches the socket once the upgrade is done.
-func (s *session) setConn(c *websocket.Conn) {
+func (s *session) setConn(c *websocket.Conn, cc *coalescingConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conn = c
+	s.conn, s.cc = c, cc
 }
 
 // stopReading makes the read pump return after the frame in hand (shutdown). It reports false for
@@ -257,7 +258,7 @@ func (s *session) writePump() {
 	for {
 		select {
 		case f := <-s.send:
-			if err := s.write(f); err != nil {
+			if err := s.writeBurst(f); err != nil {
 				s.close(0, "", false)
 				return
 			}
@@ -281,6 +282,24 @@ func (s *session) writePump() {
 			return
 		}
 	}
+}
+
+// writeBurst writes f and whatever else is queued behind it with as few system calls as the
+// coalescing buffer allows.
+func (s *session) writeBurst(f outFrame) error {
+	n := len(s.send)
+	if n == 0 || s.cc == nil {
+		return s.write(f)
+	}
+	s.cc.begin()
+	err := s.write(f)
+	for ; n > 0 && err == nil; n-- {
+		err = s.write(<-s.send)
+	}
+	if endErr := s.cc.end(); err == nil {
+		err = endErr
+	}
+	return err
 }
 
 func (s *session) write(f outFrame) error {

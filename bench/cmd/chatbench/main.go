@@ -72,7 +72,7 @@ func defaultParams(quick bool) params {
 	p := params{
 		Quick: quick, Raw: true, Gateway: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
 		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
-		Senders: 50, Window: 32, Warmup: 3 * time.Second, Measure: 20 * time.Second,
+		Senders: 50, Window: 128, Warmup: 3 * time.Second, Measure: 20 * time.Second,
 		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 60 * time.Second,
 	}
 	if quick {

@@ -228,6 +228,7 @@ type Client struct {
 	// backlog holds frames received but not yet taken: Await leaves the frames it passes over here,
 	// so waiting for one answer never loses an event that arrived before it.
 	backlog []Frame
+	decode  func([]byte) Frame
 }
 
 // DialOpts are options for Dial.
@@ -235,6 +236,9 @@ type DialOpts struct {
 	Token  string // sent as Authorization: Bearer
 	Origin string
 	Header http.Header
+	// Decode, if set, turns each received frame into a Frame instead of a full JSON decode (load
+	// generators keep only the fields they need).
+	Decode func([]byte) Frame
 }
 
 // Dial opens a WebSocket to the gateway at baseURL.
@@ -254,7 +258,10 @@ func Dial(baseURL string, o DialOpts) (*Client, *http.Response, error) {
 	if err != nil {
 		return nil, resp, err
 	}
-	c := &Client{Conn: conn, Frames: make(chan Frame, 100000), Closed: make(chan error, 1)}
+	c := &Client{Conn: conn, Frames: make(chan Frame, 100000), Closed: make(chan error, 1), decode: o.Decode}
+	if c.decode == nil {
+		c.decode = decodeFrame
+	}
 	go c.read()
 	return c, resp, nil
 }
@@ -267,14 +274,19 @@ func (c *Client) read() {
 			close(c.Frames)
 			return
 		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		var f Frame
-		if err := dec.Decode(&f); err != nil {
-			f = Frame{"cmd": "!undecodable", "raw": string(data)}
-		}
-		c.Frames <- f
+		c.Frames <- c.decode(data)
 	}
+}
+
+// decodeFrame decodes a whole frame; numbers stay json.Number.
+func decodeFrame(data []byte) Frame {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var f Frame
+	if err := dec.Decode(&f); err != nil {
+		return Frame{"cmd": "!undecodable", "raw": string(data)}
+	}
+	return f
 }
 
 // Send writes one frame (any JSON-encodable value, or a raw string/[]byte).
