@@ -91,7 +91,7 @@ func main() {
 	out := flag.String("out", "", "write the results as JSON to this file (its directory is created)")
 	fsyncs := flag.String("fsync", "on,off", "durability settings to run: on, off or both (on,off)")
 	senders := flag.Int("senders", 0, "sender WebSocket clients (0: default 50)")
-	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 32)")
+	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 128)")
 	openRate := flag.Int("open-rate", 0, "total messages/s of the open-loop run (0: default 1000)")
 	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
 	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
