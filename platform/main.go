@@ -45,6 +45,8 @@ func (f *Flags) BindTopology(t *schemas.Topology) {
 	f.Duration(&t.MaxAge, "retention", "CHAT_RETENTION", 0, "how long the log keeps events (0: forever)")
 	f.Int64(&t.MaxBytes, "retention-bytes", "CHAT_RETENTION_BYTES", 0, "most bytes the log keeps (0: unlimited)")
 	f.Duration(&t.DedupWindow, "dedup-window", "CHAT_DEDUP_WINDOW", 24*time.Hour, "how long a retried mid is recognised")
+	f.Duration(&t.PresenceConnTTL, "presence-conn-ttl", "CHAT_PRESENCE_CONN_TTL", schemas.PresenceConnTTL,
+		"how long a connection counts as live without a heartbeat (a killed gateway's users go offline after it plus the grace)")
 }
 
 // Fatal prints err and exits with code.

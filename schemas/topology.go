@@ -20,6 +20,7 @@ import (
 //	bucket chat_index    key <user>.d.<other>,   the conversations a user is or was in; chooses the
 //	                         <user>.g.<group>    subjects a sync reads             writer/reader: gateway
 //	bucket chat_secrets  key jwt-hs256           generated token signing key (when none is configured)
+//	presence buckets and subjects: see presence.go
 const (
 	EventsStream  = "CHAT_EVENTS"
 	UsersBucket   = "chat_users"
@@ -43,6 +44,9 @@ type Topology struct {
 	MaxBytes int64
 	// DedupWindow is how long a mid is remembered per sender; 0 means 24 h.
 	DedupWindow time.Duration
+	// PresenceConnTTL is how long a connection entry lives without a heartbeat; 0 means
+	// PresenceConnTTL (30 s).
+	PresenceConnTTL time.Duration
 }
 
 func (t Topology) replicas() int {
@@ -97,6 +101,11 @@ func BucketConfigs(t Topology) []jetstream.KeyValueConfig {
 	}
 }
 
+// AllBucketConfigs are every bucket of the system: the core ones and the presence ones.
+func AllBucketConfigs(t Topology) []jetstream.KeyValueConfig {
+	return append(BucketConfigs(t), PresenceBucketConfigs(t)...)
+}
+
 // LiveConsumerConfig is the ordered consumer each gateway process reads the whole log with, from
 // startSeq on, to push events to its sessions.
 func LiveConsumerConfig(startSeq uint64) jetstream.OrderedConsumerConfig {
@@ -128,7 +137,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if _, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(t)); err != nil {
 		return fmt.Errorf("schemas: ensure stream %s: %w", EventsStream, err)
 	}
-	for _, b := range BucketConfigs(t) {
+	for _, b := range AllBucketConfigs(t) {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
 			return fmt.Errorf("schemas: ensure bucket %s: %w", b.Bucket, err)
 		}
