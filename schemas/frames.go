@@ -21,6 +21,9 @@ const (
 	CmdPresence      = "presence"
 	CmdContacts      = "contacts"
 	CmdPing          = "ping"
+	// CmdActivity is an extension of v1: {"cmd":"activity","idle":true|false} reports the session
+	// idle or active again (a user whose every session is idle is away).
+	CmdActivity = "activity"
 )
 
 // Server frame commands that are not also client commands.
@@ -58,6 +61,7 @@ type ClientFrame struct {
 	Before  *uint64  `json:"before,omitempty"`
 	Limit   *int     `json:"limit,omitempty"`
 	Add     string   `json:"add,omitempty"`
+	Idle    *bool    `json:"idle,omitempty"`
 	// Remove is a user id for contacts and a boolean for react: decoded per command.
 	Remove json.RawMessage `json:"remove,omitempty"`
 }

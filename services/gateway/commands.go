@@ -34,8 +34,14 @@ func (gw *Gateway) dispatch(ctx context.Context, s *session, f *schemas.ClientFr
 		return gw.cmdSync(ctx, s, f)
 	case schemas.CmdHistory:
 		return gw.cmdHistory(ctx, s, f)
-	case schemas.CmdEdit, schemas.CmdDelete, schemas.CmdReact, schemas.CmdRead, schemas.CmdTyping,
-		schemas.CmdConversations, schemas.CmdPresence, schemas.CmdContacts:
+	case schemas.CmdTyping:
+		return gw.cmdTyping(ctx, s, f)
+	case schemas.CmdPresence:
+		return gw.cmdPresence(ctx, s, f)
+	case schemas.CmdActivity:
+		return gw.cmdActivity(s, f)
+	case schemas.CmdEdit, schemas.CmdDelete, schemas.CmdReact, schemas.CmdRead,
+		schemas.CmdConversations, schemas.CmdContacts:
 		// Part of protocol v1, served by services not yet deployed (see docs/protocol.md).
 		return schemas.Errorf(schemas.CodeUnavailable, f.Cmd+" is not available on this server yet")
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventchat/chat/platform"
+	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway/auth"
 )
 
@@ -37,6 +38,11 @@ type Config struct {
 	// SyncGrace is how long live events wait for a new session's first sync (see docs/protocol.md):
 	// a client that sends no sync and no other command gets them after it.
 	SyncGrace time.Duration
+	// PresenceHeartbeat is how often each live connection is reported to the presence service; it
+	// must be well under the presence connection TTL.
+	PresenceHeartbeat time.Duration
+	// TypingRate is the typing notices per second a session may send (burst 3); more are dropped.
+	TypingRate float64
 	// AuthTimeout is how long an unauthenticated socket may take to send its login frame.
 	AuthTimeout time.Duration
 
@@ -79,6 +85,9 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Duration(&c.PingInterval, "ping-interval", "CHAT_PING_INTERVAL", 25*time.Second, "WebSocket ping period")
 	f.Duration(&c.SyncGrace, "sync-grace", "CHAT_SYNC_GRACE", 500*time.Millisecond,
 		"how long a new session's live events wait for its first sync")
+	f.Duration(&c.PresenceHeartbeat, "presence-heartbeat", "CHAT_PRESENCE_HEARTBEAT", schemas.PresenceHeartbeat,
+		"how often each connection is reported to the presence service (well under CHAT_PRESENCE_CONN_TTL)")
+	f.Float(&c.TypingRate, "typing-rate", "CHAT_TYPING_RATE", 1, "typing notices per second per session (burst 3); more are dropped")
 	f.Duration(&c.AuthTimeout, "auth-timeout", "CHAT_AUTH_TIMEOUT", 10*time.Second, "time allowed for the login frame")
 	f.Int(&c.BatchMax, "batch-max", "CHAT_BATCH_MAX", 1000, "most events per group-commit batch (at most 1000)")
 	f.Int(&c.BatchInflight, "batch-inflight", "CHAT_BATCH_INFLIGHT", 2, "group-commit batches in flight at once")
@@ -94,6 +103,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", Tokens: auth.TokenConfig{Alg: "HS256", TTL: 24 * time.Hour},
 		SendQueue: 1024, RateLimit: 50, RateBurst: 100, RateStrikes: 20, MaxPendingAcks: 256,
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
+		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
 	}
 }
@@ -121,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchInflight < 1 || c.BatchInflight > 32 {
 		errs = append(errs, fmt.Errorf("batch-inflight %d: between 1 and 32", c.BatchInflight))
+	}
+	if c.PresenceHeartbeat < 100*time.Millisecond || c.TypingRate <= 0 {
+		errs = append(errs, errors.New("presence-heartbeat (>= 100ms) and typing-rate must be positive"))
 	}
 	if c.SyncGrace < 0 || c.SyncGrace > time.Minute {
 		errs = append(errs, fmt.Errorf("sync-grace %s: between 0 and 1m", c.SyncGrace))

@@ -55,12 +55,14 @@ type Gateway struct {
 	upgrader websocket.Upgrader
 
 	// baseCtx bounds command handling; it outlives the drain so in-flight commands finish.
-	baseCtx  context.Context
-	draining atomic.Bool
-	dmIndex  sync.Map // direct conversations already indexed by this process
-	addr     atomic.Value
-	ready    chan struct{}
-	sessions sync.WaitGroup
+	baseCtx    context.Context
+	draining   atomic.Bool
+	dmIndex    sync.Map // direct conversations already indexed by this process
+	presenceKV jetstream.KeyValue
+	peerCache  peerCache
+	addr       atomic.Value
+	ready      chan struct{}
+	sessions   sync.WaitGroup
 }
 
 // New checks the configuration and prepares a gateway; Run starts it.
@@ -77,6 +79,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	gw := &Gateway{
 		cfg: cfg, deps: deps, log: deps.Log.With("service", "gateway", "gateway", cfg.ID),
 		metrics: newMetrics(deps.Ops.Registry), nc: deps.NATS, hub: newHub(), ready: make(chan struct{}),
+		peerCache: peerCache{entries: map[string]peerEntry{}},
 	}
 	gw.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
@@ -131,6 +134,7 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		return b
 	}
 	users, groupsKV, index, secrets := kv(schemas.UsersBucket), kv(schemas.GroupsBucket), kv(schemas.IndexBucket), kv(schemas.SecretsBucket)
+	gw.presenceKV = kv(schemas.PresenceBucket)
 	if err != nil {
 		return fmt.Errorf("gateway: buckets: %w", err)
 	}
@@ -167,6 +171,17 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		gw.appender.close()
 		return err
 	}
+
+	// Presence changes and typing notices: core NATS, every gateway hears all of them.
+	for subj, h := range map[string]nats.MsgHandler{schemas.PresenceChangedAll: gw.onPresenceChanged, schemas.TypingAll: gw.onTyping} {
+		sub, err := gw.nc.Subscribe(subj, h)
+		if err != nil {
+			gw.appender.close()
+			return fmt.Errorf("gateway: subscribe %s: %w", subj, err)
+		}
+		defer sub.Unsubscribe()
+	}
+	go gw.heartbeats(liveCtx)
 
 	ln := gw.deps.Listener
 	if ln == nil {

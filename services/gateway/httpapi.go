@@ -259,7 +259,7 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	// appended after the client sees its socket open reaches it (they wait in its queue meanwhile).
 	var s *session
 	if user != "" {
-		s = newSession(gw, nil, user, exp)
+		s = newSession(gw, nil, user, exp, r.UserAgent())
 		gw.hub.add(s)
 	}
 	hj := &hijacker{ResponseWriter: w}
@@ -277,11 +277,13 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 			gw.refuse(conn, id, err)
 			return
 		}
-		s = newSession(gw, conn, user, exp)
+		s = newSession(gw, conn, user, exp, r.UserAgent())
 		gw.hub.add(s) // before the ok, so events after it reach the session
 		s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: id})
 	}
 	s.setConn(conn, hj.conn)
+	gw.reportConn(s, schemas.ConnConnect)
+	s.live.Store(true)
 	if gw.draining.Load() {
 		s.close(closeGoingAway, "server shutting down", true)
 	}
@@ -292,6 +294,7 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		gw.hub.remove(s)
 		gw.metrics.connections.Dec()
+		gw.reportConn(s, schemas.ConnDisconnect)
 	}()
 	hold := time.AfterFunc(gw.cfg.SyncGrace, s.releaseHold)
 	defer hold.Stop()
@@ -352,4 +355,14 @@ func (gw *Gateway) refuse(conn *websocket.Conn, id string, err error) {
 func (gw *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = io.WriteString(w, indexPage)
+}
+
+func truncateRunes(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
 }

@@ -66,7 +66,7 @@ var knownCmds = map[string]bool{
 	schemas.CmdLeave: true, schemas.CmdInvite: true, schemas.CmdEdit: true, schemas.CmdDelete: true,
 	schemas.CmdReact: true, schemas.CmdRead: true, schemas.CmdTyping: true, schemas.CmdSync: true,
 	schemas.CmdHistory: true, schemas.CmdConversations: true, schemas.CmdPresence: true,
-	schemas.CmdContacts: true, schemas.CmdPing: true,
+	schemas.CmdContacts: true, schemas.CmdPing: true, schemas.CmdActivity: true,
 }
 
 func cmdLabel(cmd string) string {

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,6 +61,12 @@ type session struct {
 	hold    bool
 	pending []pendingLive
 
+	connID string        // this connection's id in presence reports
+	client string        // the client's User-Agent, for presence
+	idle   atomic.Bool   // reported idle by the client
+	live   atomic.Bool   // reported connected to the presence service (heartbeats go out)
+	typing *rate.Limiter // typing notices relayed
+
 	limiter  *rate.Limiter
 	strikes  int
 	badness  *rate.Limiter
@@ -72,7 +79,7 @@ type pendingLive struct {
 	f   outFrame
 }
 
-func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Time) *session {
+func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Time, client string) *session {
 	c := &gw.cfg
 	return &session{
 		gw: gw, conn: conn, user: user, expires: expires,
@@ -84,6 +91,9 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 		badness:  rate.NewLimiter(rate.Every(time.Minute/badFramePerMinute), badFrameBurst),
 		acks:     make(chan struct{}, c.MaxPendingAcks),
 		hold:     true,
+		connID:   newConnID(),
+		client:   truncateRunes(client, 128),
+		typing:   rate.NewLimiter(rate.Limit(c.TypingRate), 3),
 	}
 }
 

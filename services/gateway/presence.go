@@ -1,0 +1,323 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eventchat/chat/schemas"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// The gateway's side of presence: it reports every connection's lifecycle to the presence service,
+// pushes presence changes to the users allowed to see them, and answers presence queries from the
+// presence bucket. The presence service owns the aggregation (see docs/architecture.md).
+
+// PresenceFrame is a presence change pushed to a client, and an item of a presence answer.
+// LastSeen is null for a user never seen, or one the asker may not see.
+type presenceItem struct {
+	User     string  `json:"user"`
+	Status   string  `json:"status"`
+	LastSeen *string `json:"lastSeen"`
+}
+
+type presencePush struct {
+	Cmd string `json:"cmd"`
+	presenceItem
+}
+
+type presenceAnswer struct {
+	Cmd   string         `json:"cmd"`
+	ID    string         `json:"id,omitempty"`
+	Items []presenceItem `json:"items"`
+}
+
+type typingFrame struct {
+	Cmd  string `json:"cmd"`
+	Conv string `json:"conv"`
+	User string `json:"user"`
+}
+
+// maxPresenceQuery bounds the users of one presence query.
+const maxPresenceQuery = 200
+
+// reportConn tells the presence service about one of this gateway's connections.
+func (gw *Gateway) reportConn(s *session, state string) {
+	ev := schemas.ConnEvent{Type: schemas.TypeConn, User: s.user, Conn: s.connID, Gateway: gw.cfg.ID,
+		State: state, Idle: s.idle.Load(), Client: s.client, Ts: schemas.FormatTime(time.Now())}
+	data, err := json.Marshal(&ev)
+	if err != nil {
+		return
+	}
+	if err := gw.nc.Publish(schemas.PresenceConnSubject(s.user), data); err != nil {
+		gw.log.Debug("presence report", "state", state, "err", err)
+	}
+}
+
+func newConnID() string { return nuid.Next() }
+
+// heartbeats reports every live connection every PresenceHeartbeat, so the presence service's
+// entries do not expire while the connection lives.
+func (gw *Gateway) heartbeats(ctx context.Context) {
+	t := time.NewTicker(gw.cfg.PresenceHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, s := range gw.hub.sessions() {
+				if s.live.Load() {
+					gw.reportConn(s, schemas.ConnHeartbeat)
+				}
+			}
+		}
+	}
+}
+
+// peers are the users who share a conversation with a user: its direct partners and the members
+// of its groups. They see its presence and it sees theirs. Cached briefly per user.
+type peerCache struct {
+	mu      sync.Mutex
+	entries map[string]peerEntry
+}
+
+type peerEntry struct {
+	users map[string]struct{}
+	at    time.Time
+}
+
+const peerTTL = 5 * time.Second
+
+func (gw *Gateway) peers(ctx context.Context, user string) (map[string]struct{}, error) {
+	gw.peerCache.mu.Lock()
+	e, ok := gw.peerCache.entries[user]
+	gw.peerCache.mu.Unlock()
+	if ok && time.Since(e.at) < peerTTL {
+		return e.users, nil
+	}
+	w, err := gw.index.WatchFiltered(ctx, []string{schemas.IndexPrefix(user)}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	defer w.Stop()
+	users := map[string]struct{}{}
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case entry := <-w.Updates():
+			if entry == nil {
+				done = true
+				break
+			}
+			_, conv, ok := schemas.ParseIndexKey(entry.Key())
+			if !ok {
+				continue
+			}
+			if conv.IsDirect() {
+				users[conv.Other(user)] = struct{}{}
+				continue
+			}
+			var ie indexEntry
+			if json.Unmarshal(entry.Value(), &ie) == nil && ie.Left != 0 {
+				continue
+			}
+			g, err := gw.groups.cached(ctx, conv.Group)
+			if err != nil {
+				return nil, err
+			}
+			if !g.IsMember(user) {
+				continue
+			}
+			for _, m := range g.CurrentMembers() {
+				users[m] = struct{}{}
+			}
+		}
+	}
+	delete(users, user)
+	gw.peerCache.mu.Lock()
+	gw.peerCache.entries[user] = peerEntry{users: users, at: time.Now()}
+	gw.peerCache.mu.Unlock()
+	return users, nil
+}
+
+// onPresenceChanged pushes a presence change to the local sessions of the user's peers.
+func (gw *Gateway) onPresenceChanged(m *nats.Msg) {
+	var ch schemas.PresenceChanged
+	if err := json.Unmarshal(m.Data, &ch); err != nil || ch.Type != schemas.TypePresenceChanged || !schemas.ValidUser(ch.User) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(gw.baseCtx, commandTimeout)
+	defer cancel()
+	audience, err := gw.peers(ctx, ch.User)
+	if err != nil {
+		gw.log.Warn("presence push: peers", "err", err)
+		return
+	}
+	push := presencePush{Cmd: schemas.CmdPresence, presenceItem: presenceItem{User: ch.User, Status: ch.Status, LastSeen: optional(ch.LastSeen)}}
+	gw.pushTo(audience, "", push)
+}
+
+// pushTo sends an ephemeral frame (not an event of the log) to the local sessions of users,
+// except those of skip.
+func (gw *Gateway) pushTo(users map[string]struct{}, skip string, v any) {
+	var targets []*session
+	gw.hub.mu.RLock()
+	if len(users) <= len(gw.hub.users) {
+		for u := range users {
+			if u != skip {
+				targets = gw.hub.targets(targets, u)
+			}
+		}
+	} else {
+		for u := range gw.hub.users {
+			if _, ok := users[u]; ok && u != skip {
+				targets = gw.hub.targets(targets, u)
+			}
+		}
+	}
+	gw.hub.mu.RUnlock()
+	if len(targets) == 0 {
+		return
+	}
+	f, err := newOutFrame(v, len(targets) > 4)
+	if err != nil {
+		return
+	}
+	for _, s := range targets {
+		s.enqueue(f)
+	}
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// cmdPresence answers the status of users: from the presence bucket for the asker's peers (and
+// the asker), offline with no lastSeen for anyone else.
+func (gw *Gateway) cmdPresence(ctx context.Context, s *session, f *schemas.ClientFrame) error {
+	if len(f.Users) == 0 || len(f.Users) > maxPresenceQuery {
+		return badRequest(fmt.Sprintf("users must list 1 to %d user ids", maxPresenceQuery))
+	}
+	for _, u := range f.Users {
+		if !schemas.ValidUser(u) {
+			return badRequest("users must be user ids")
+		}
+	}
+	visible, err := gw.peers(ctx, s.user)
+	if err != nil {
+		return err
+	}
+	items := make([]presenceItem, 0, len(f.Users))
+	for _, u := range f.Users {
+		item := presenceItem{User: u, Status: schemas.StatusOffline}
+		if _, ok := visible[u]; ok || u == s.user {
+			st, err := gw.presenceOf(ctx, u)
+			if err != nil {
+				return err
+			}
+			item.Status, item.LastSeen = st.Status, optional(st.LastSeen)
+		}
+		items = append(items, item)
+	}
+	s.reply(presenceAnswer{Cmd: schemas.CmdPresence, ID: f.ID, Items: items})
+	return nil
+}
+
+func (gw *Gateway) presenceOf(ctx context.Context, user string) (schemas.PresenceState, error) {
+	st := schemas.PresenceState{User: user, Status: schemas.StatusOffline}
+	entry, err := gw.presenceKV.Get(ctx, schemas.PresenceKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("presence of %s: %w", user, err)
+	}
+	if err := json.Unmarshal(entry.Value(), &st); err != nil {
+		return st, fmt.Errorf("presence of %s: %w", user, err)
+	}
+	if st.Status == "" {
+		st.Status = schemas.StatusOffline
+	}
+	return st, nil
+}
+
+// cmdActivity is the protocol extension by which a client reports itself idle or active again;
+// a user whose every session is idle is away.
+func (gw *Gateway) cmdActivity(s *session, f *schemas.ClientFrame) error {
+	if f.Idle == nil {
+		return badRequest("idle (true or false) is required")
+	}
+	if s.idle.Swap(*f.Idle) != *f.Idle {
+		state := schemas.ConnActive
+		if *f.Idle {
+			state = schemas.ConnIdle
+		}
+		gw.reportConn(s, state)
+	}
+	s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: f.ID})
+	return nil
+}
+
+// cmdTyping relays a typing notice to the conversation's other members online, on every gateway.
+// It is never stored; a session typing faster than its typing limit is dropped silently.
+func (gw *Gateway) cmdTyping(ctx context.Context, s *session, f *schemas.ClientFrame) error {
+	conv, err := schemas.ParseConv(f.Conv)
+	if err != nil {
+		return badRequest("invalid conversation id")
+	}
+	if conv.IsDirect() {
+		if !conv.Has(s.user) {
+			return errForbidden
+		}
+	} else if _, member, err := gw.groups.memberNow(ctx, conv.Group, s.user); err != nil {
+		return err
+	} else if !member {
+		return errForbidden
+	}
+	if !s.typing.Allow() {
+		return nil
+	}
+	data, err := json.Marshal(schemas.TypingEvent{Type: schemas.TypeTyping, Conv: conv.String(), User: s.user, Gateway: gw.cfg.ID})
+	if err != nil {
+		return err
+	}
+	return gw.nc.Publish(schemas.TypingSubject(conv), data)
+}
+
+// onTyping delivers a typing notice to the local sessions of the conversation's members, except the
+// typist's own.
+func (gw *Gateway) onTyping(m *nats.Msg) {
+	var ev schemas.TypingEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Type != schemas.TypeTyping || !schemas.ValidUser(ev.User) {
+		return
+	}
+	conv, err := schemas.ParseConv(ev.Conv)
+	if err != nil {
+		return
+	}
+	members := map[string]struct{}{}
+	if conv.IsDirect() {
+		members[conv.A], members[conv.B] = struct{}{}, struct{}{}
+	} else {
+		ctx, cancel := context.WithTimeout(gw.baseCtx, commandTimeout)
+		g, err := gw.groups.cached(ctx, conv.Group)
+		cancel()
+		if err != nil {
+			return
+		}
+		for _, u := range g.CurrentMembers() {
+			members[u] = struct{}{}
+		}
+	}
+	gw.pushTo(members, ev.User, typingFrame{Cmd: schemas.CmdTyping, Conv: ev.Conv, User: ev.User})
+}
