@@ -12,12 +12,14 @@ require (
 	github.com/eventchat/chat/platform v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/schemas v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/services/gateway v0.0.0-00010101000000-000000000000
+	golang.org/x/sync v0.22.0
 )
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/eventchat/chat/services/presence v0.0.0-00010101000000-000000000000
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
@@ -38,3 +40,5 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/eventchat/chat/services/presence => ../../services/presence

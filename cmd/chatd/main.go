@@ -13,6 +13,8 @@ import (
 	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway"
+	"github.com/eventchat/chat/services/presence"
+	"golang.org/x/sync/errgroup"
 )
 
 // config of the all-in-one: the embedded server's and every service's.
@@ -22,6 +24,7 @@ type config struct {
 	Log      platform.LogConfig
 	Topology schemas.Topology
 	Gateway  gateway.Config
+	Presence presence.Config
 }
 
 func (c *config) bind(f *platform.Flags) {
@@ -30,10 +33,11 @@ func (c *config) bind(f *platform.Flags) {
 	f.BindLog(&c.Log)
 	f.BindTopology(&c.Topology)
 	c.Gateway.Bind(f)
+	c.Presence.Bind(f)
 }
 
 func main() {
-	cfg := config{Gateway: gateway.Defaults()}
+	cfg := config{Gateway: gateway.Defaults(), Presence: presence.Defaults()}
 	if err := platform.ParseFlags("chatd", os.Args[1:], cfg.bind); err != nil {
 		platform.Fatal(platform.ExitConfig, err)
 	}
@@ -78,23 +82,42 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 		log.Info("fsync per write is off: group commit uses pipelined appends, not atomic batches")
 		cfg.Gateway.BatchAtomicMin = 0
 	}
-	nc, err := platform.ConnectInProcess(ns, "chatd-gateway", log)
+	// Each service gets its own in-process connection, as it would its own process.
+	ops := platform.NewOps()
+	gwNC, err := platform.ConnectInProcess(ns, "chatd-gateway", log)
 	if err != nil {
 		return err
 	}
-	defer platform.DrainNATS(nc, 10*time.Second)
-	ops := platform.NewOps()
-	gw, err := gateway.New(cfg.Gateway, gateway.Deps{NATS: nc, Log: log, Ops: ops, Topology: cfg.Topology})
+	defer platform.DrainNATS(gwNC, 10*time.Second)
+	prNC, err := platform.ConnectInProcess(ns, "chatd-presence", log)
+	if err != nil {
+		return err
+	}
+	defer platform.DrainNATS(prNC, 10*time.Second)
+	gw, err := gateway.New(cfg.Gateway, gateway.Deps{NATS: gwNC, Log: log, Ops: ops, Topology: cfg.Topology})
 	if err != nil {
 		return configError{err}
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- gw.Run(ctx) }()
-	select {
-	case <-gw.Ready():
-		ready(gw.Addr())
-	case err := <-errc:
-		return err
+	pr, err := presence.New(cfg.Presence, presence.Deps{NATS: prNC, Log: log, Ops: ops, Topology: cfg.Topology})
+	if err != nil {
+		return configError{err}
 	}
-	return <-errc
+	// The services run as one group: the first to fail stops the others; all drain on ctx.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pr.Run(gctx) })
+	g.Go(func() error { return gw.Run(gctx) })
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	for _, r := range []<-chan struct{}{pr.Ready(), gw.Ready()} {
+		select {
+		case <-r:
+		case err := <-done:
+			if err == nil {
+				err = ctx.Err()
+			}
+			return err
+		}
+	}
+	ready(gw.Addr())
+	return <-done
 }

@@ -9,12 +9,17 @@ import (
 
 	"github.com/eventchat/chat/platform"
 	gt "github.com/eventchat/chat/services/gateway/gatewaytest"
+	"github.com/eventchat/chat/services/presence"
 )
 
 // start runs the all-in-one on dir and returns its URL and a stop function that waits for it.
+// Presence timings are short so tests see transitions quickly.
 func start(t *testing.T, dir string) (string, func()) {
 	t.Helper()
-	cfg := config{DataDir: dir, Gateway: gt.TestConfig()}
+	cfg := config{DataDir: dir, Gateway: gt.TestConfig(), Presence: presence.Defaults()}
+	cfg.Presence.Grace, cfg.Presence.Sweep = time.Second, 50*time.Millisecond
+	cfg.Gateway.PresenceHeartbeat = 300 * time.Millisecond
+	cfg.Topology.PresenceConnTTL = 2 * time.Second
 	cfg.Gateway.Tokens.Secret = "" // exercise the generated, persisted secret
 	cfg.NATS = platform.EmbeddedNATS{SyncAlways: true}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -192,6 +192,7 @@ func (gw *Gateway) indexDirect(ctx context.Context, conv schemas.Conv) error {
 		}
 	}
 	gw.dmIndex.Store(key, struct{}{})
+	gw.invalidatePeers(conv.A, conv.B)
 	return nil
 }
 

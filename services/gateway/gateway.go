@@ -60,6 +60,7 @@ type Gateway struct {
 	dmIndex    sync.Map // direct conversations already indexed by this process
 	presenceKV jetstream.KeyValue
 	peerCache  peerCache
+	pairsSeen  sync.Map // direct conversations whose users' peer sets are known to include each other
 	addr       atomic.Value
 	ready      chan struct{}
 	sessions   sync.WaitGroup

@@ -140,7 +140,13 @@ func (lf *liveFeed) deliver(ctx context.Context, e *schemas.Event, seq uint64) {
 		}
 	}
 	lf.scratch = targets
-	lf.gw.log.Debug("live event", "seq", seq, "conv", e.Conv, "type", e.Type, "targets", len(targets))
+	var g *schemas.Group
+	if e.Type == schemas.TypeMember {
+		if c, err := schemas.ParseConv(e.Conv); err == nil && c.Kind == schemas.ConvGroup {
+			g, _ = lf.gw.groups.cached(ctx, c.Group)
+		}
+	}
+	lf.gw.peersChanged(e, g)
 	if len(targets) == 0 {
 		return
 	}

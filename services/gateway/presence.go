@@ -92,7 +92,35 @@ type peerEntry struct {
 	at    time.Time
 }
 
-const peerTTL = 5 * time.Second
+// peerTTL bounds how long a cached peer set is used; changes seen in the log (a new direct
+// conversation, a membership change) invalidate it at once.
+const peerTTL = 30 * time.Second
+
+// invalidatePeers forgets the cached peer sets of users.
+func (gw *Gateway) invalidatePeers(users ...string) {
+	gw.peerCache.mu.Lock()
+	defer gw.peerCache.mu.Unlock()
+	for _, u := range users {
+		delete(gw.peerCache.entries, u)
+	}
+}
+
+// peersChanged is called by the live feed for every event: a membership change changes the peers
+// of the whole group, and the first message of a direct conversation those of its two users.
+func (gw *Gateway) peersChanged(e *schemas.Event, g *schemas.Group) {
+	if e.Type == schemas.TypeMember {
+		gw.invalidatePeers(e.User)
+		if g != nil {
+			gw.invalidatePeers(g.CurrentMembers()...)
+		}
+		return
+	}
+	if c, err := schemas.ParseConv(e.Conv); err == nil && c.IsDirect() {
+		if _, seen := gw.pairsSeen.LoadOrStore(e.Conv, struct{}{}); !seen {
+			gw.invalidatePeers(c.A, c.B)
+		}
+	}
+}
 
 func (gw *Gateway) peers(ctx context.Context, user string) (map[string]struct{}, error) {
 	gw.peerCache.mu.Lock()
