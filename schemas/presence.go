@@ -35,10 +35,11 @@ const (
 // Presence timings (defaults; each is configurable where it is used, see docs/operations.md).
 const (
 	// PresenceHeartbeat is how often a gateway reports each live connection.
-	PresenceHeartbeat = 10 * time.Second
+	PresenceHeartbeat = 6 * time.Second
 	// PresenceConnTTL is how long a connection entry lives without a heartbeat: a gateway killed
-	// without a goodbye leaves its users online at most this long (plus the grace).
-	PresenceConnTTL = 30 * time.Second
+	// without a goodbye leaves its users online at most this long plus the grace (and the sweep):
+	// under 30 s with the defaults. Three heartbeats fit in it.
+	PresenceConnTTL = 18 * time.Second
 	// PresenceGrace is how long a user with no connection left stays online before going offline,
 	// so a reload or a switch of transport produces no offline/online pair.
 	PresenceGrace = 10 * time.Second

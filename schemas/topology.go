@@ -45,7 +45,7 @@ type Topology struct {
 	// DedupWindow is how long a mid is remembered per sender; 0 means 24 h.
 	DedupWindow time.Duration
 	// PresenceConnTTL is how long a connection entry lives without a heartbeat; 0 means
-	// PresenceConnTTL (30 s).
+	// PresenceConnTTL (18 s).
 	PresenceConnTTL time.Duration
 }
 

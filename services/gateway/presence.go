@@ -62,19 +62,31 @@ func (gw *Gateway) reportConn(s *session, state string) {
 func newConnID() string { return nuid.Next() }
 
 // heartbeats reports every live connection every PresenceHeartbeat, so the presence service's
-// entries do not expire while the connection lives.
+// entries do not expire while the connection lives, and at once after a NATS reconnect (the
+// connections bucket lives in memory: a restarted NATS has forgotten them).
 func (gw *Gateway) heartbeats(ctx context.Context) {
 	t := time.NewTicker(gw.cfg.PresenceHeartbeat)
 	defer t.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	reconnects := gw.nc.Stats().Reconnects
+	beat := func() {
+		for _, s := range gw.hub.sessions() {
+			if s.live.Load() {
+				gw.reportConn(s, schemas.ConnHeartbeat)
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, s := range gw.hub.sessions() {
-				if s.live.Load() {
-					gw.reportConn(s, schemas.ConnHeartbeat)
-				}
+			beat()
+		case <-check.C:
+			if n := gw.nc.Stats().Reconnects; n != reconnects && gw.nc.IsConnected() {
+				reconnects = n
+				beat()
 			}
 		}
 	}

@@ -1,9 +1,12 @@
 // Command chatbench measures what the chat system's durable write path costs: raw JetStream
 // publishing (the ceiling) against the gateway's acknowledged messages (the product), each with
-// fsync on every write (the single-node default) and without it, in one run on one machine.
+// fsync on every write (the single-node default) and without it, in one run on one machine; and
+// what the presence service costs: the heartbeats it absorbs against raw KV puts, and the CPU of
+// idle connections (on its own fresh nats-server, fsync on).
 //
-//	cd bench && go run ./cmd/chatbench -out results/$(date +%F).json   # full run, a few minutes
-//	cd bench && go run ./cmd/chatbench -quick -out /tmp/bench.json     # about a minute
+//	cd bench && go run ./cmd/chatbench -out results/$(date +%F).json   # full run, about 5 minutes
+//	cd bench && go run ./cmd/chatbench -quick -out /tmp/bench.json     # about a minute and a half
+//	cd bench && go run ./cmd/chatbench -only-presence -quick            # the presence phase alone
 //
 // Everything runs in this process on loopback: an embedded nats-server per durability setting
 // (fresh store in a temporary directory), the gateway, and the WebSocket clients. The figures are
@@ -21,15 +24,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway/gatewaytest"
 )
 
 // params are the knobs of one run; -quick shortens every phase, nothing else.
 type params struct {
 	Quick bool `json:"quick"`
-	// Which parts run (flags -raw, -gateway): a partial run is for experiments, not for results.
-	Raw     bool `json:"raw"`
-	Gateway bool `json:"gateway"`
+	// Which parts run (flags -raw, -gateway, -presence, -only-presence): a partial run is for
+	// experiments, not for results.
+	Raw      bool `json:"raw"`
+	Gateway  bool `json:"gateway"`
+	Presence bool `json:"presence"`
 
 	// Raw phases: each publishes for RawDuration or RawMax messages, whichever comes first.
 	RawDuration      time.Duration `json:"-"`
@@ -52,6 +58,21 @@ type params struct {
 
 	// PayloadBytes is the size of one stored event, recorded for the reader of the results.
 	PayloadBytes int `json:"payloadBytes"`
+
+	// Presence phase: PresenceUsers x PresenceConnsPerUser sessions. The raw KV baseline runs for
+	// PresenceRawDuration (RawMax and AsyncWindow as the raw phases). The closed loop of heartbeats keeps at most
+	// PresenceBacklog unread by the service and is measured for PresenceMeasure after
+	// PresenceWarmup; the CPU of idle connections is measured over about PresenceCPUWindow of idle
+	// windows and as much of heartbeat windows (every connection heartbeated once per
+	// PresenceHeartbeat), alternating, each one PresenceHeartbeat long.
+	PresenceUsers        int           `json:"presenceUsers"`
+	PresenceConnsPerUser int           `json:"presenceConnsPerUser"`
+	PresenceBacklog      int           `json:"presenceBacklog"`
+	PresenceRawDuration  time.Duration `json:"-"`
+	PresenceWarmup       time.Duration `json:"-"`
+	PresenceMeasure      time.Duration `json:"-"`
+	PresenceCPUWindow    time.Duration `json:"-"`
+	PresenceHeartbeat    time.Duration `json:"-"`
 }
 
 // MarshalJSON writes the durations as Go duration strings ("20s"), for people to read.
@@ -64,20 +85,33 @@ func (p params) MarshalJSON() ([]byte, error) {
 		Measure      string `json:"measure"`
 		OpenDuration string `json:"openDuration"`
 		DrainTimeout string `json:"drainTimeout"`
+		PRaw         string `json:"presenceRawDuration"`
+		PWarmup      string `json:"presenceWarmup"`
+		PMeasure     string `json:"presenceMeasure"`
+		PCPUWindow   string `json:"presenceCPUWindow"`
+		PHeartbeat   string `json:"presenceHeartbeat"`
 	}{plain(p), p.RawDuration.String(), p.Warmup.String(), p.Measure.String(), p.OpenDuration.String(),
-		p.DrainTimeout.String()})
+		p.DrainTimeout.String(), p.PresenceRawDuration.String(), p.PresenceWarmup.String(), p.PresenceMeasure.String(),
+		p.PresenceCPUWindow.String(), p.PresenceHeartbeat.String()})
 }
 
 func defaultParams(quick bool) params {
 	p := params{
-		Quick: quick, Raw: true, Gateway: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
+		Quick: quick, Raw: true, Gateway: true, Presence: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
 		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
 		Senders: 50, Window: 128, Warmup: 3 * time.Second, Measure: 20 * time.Second,
 		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 60 * time.Second,
+		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 5 * time.Second,
+		PresenceWarmup: 2 * time.Second, PresenceMeasure: 10 * time.Second, PresenceCPUWindow: 20 * time.Second,
+		PresenceHeartbeat: schemas.PresenceHeartbeat,
 	}
 	if quick {
 		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
 		p.DrainTimeout = 30 * time.Second
+		// Fewer sessions: connecting 20,000 takes over a minute (each connect's recompute lists
+		// the user's connections with a consumer whose cost grows with the bucket).
+		p.PresenceUsers, p.PresenceRawDuration = 2500, 2*time.Second
+		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
 	}
 	cfg := gatewaytest.TestConfig()
 	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
@@ -95,16 +129,25 @@ func main() {
 	openRate := flag.Int("open-rate", 0, "total messages/s of the open-loop run (0: default 1000)")
 	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
 	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>")
-	execTrace := flag.String("trace", "", "write an execution trace of each closed-loop gateway window to <file>-fsync-<on|off>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
+	execTrace := flag.String("trace", "", "write an execution trace of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
 	rawOn := flag.Bool("raw", true, "run the raw JetStream phases")
 	gatewayOn := flag.Bool("gateway", true, "run the gateway phases")
+	presenceOn := flag.Bool("presence", true, "run the presence phase (its own nats-server, fsync on)")
+	onlyPresence := flag.Bool("only-presence", false, "run only the presence phase (as -raw=false -gateway=false)")
+	presenceUsers := flag.Int("presence-users", 0, "presence phase: simulated users (0: default 10000, 2500 with -quick)")
+	presenceConns := flag.Int("presence-conns-per-user", 0, "presence phase: connections per user (0: default 2)")
 	flag.Parse()
 	// gatewaytest's account helpers use the default client: give every request a deadline.
 	http.DefaultClient.Timeout = 30 * time.Second
 
 	p := defaultParams(*quick)
-	p.Raw, p.Gateway = *rawOn, *gatewayOn
+	p.Raw, p.Gateway, p.Presence = *rawOn, *gatewayOn, *presenceOn
+	if *onlyPresence {
+		p.Raw, p.Gateway, p.Presence = false, false, true
+	}
+	setIf(&p.PresenceUsers, *presenceUsers)
+	setIf(&p.PresenceConnsPerUser, *presenceConns)
 	setIf(&p.Senders, *senders)
 	setIf(&p.Window, *window)
 	setIf(&p.OpenRate, *openRate)
@@ -118,8 +161,17 @@ func main() {
 
 	rep := newReport(p)
 	for _, fsync := range settings {
+		if !p.Raw && !p.Gateway {
+			break
+		}
 		log.Printf("fsync=%s: starting", onOff(fsync))
 		rep.Settings = append(rep.Settings, runSetting(p, fsync, profiler(*cpuProfile, *execTrace, fsync)))
+	}
+	if p.Presence {
+		log.Printf("presence: starting (fresh nats-server, fsync=on)")
+		rep.Presence = runPresence(p, func(name string) func() func() {
+			return namedProfiler(*cpuProfile, *execTrace, "presence-"+name)
+		})
 	}
 	rep.finish()
 	rep.print(os.Stdout)

@@ -12,7 +12,12 @@ import (
 // closed-loop gateway measurement) and returns their stop; the gateway and nats-server run in this
 // process, so both show where the server side spends its time and waits. Empty paths: no-ops.
 func profiler(cpuBase, traceBase string, fsync bool) func() func() {
-	cpuPath, tracePath := suffixed(cpuBase, fsync), suffixed(traceBase, fsync)
+	return namedProfiler(cpuBase, traceBase, "fsync-"+onOff(fsync))
+}
+
+// namedProfiler is profiler writing to <base>-<suffix>.
+func namedProfiler(cpuBase, traceBase, suffix string) func() func() {
+	cpuPath, tracePath := suffixed(cpuBase, suffix), suffixed(traceBase, suffix)
 	return func() func() {
 		var stops []func()
 		if f := create(cpuPath); f != nil {
@@ -37,11 +42,11 @@ func profiler(cpuBase, traceBase string, fsync bool) func() func() {
 	}
 }
 
-func suffixed(base string, fsync bool) string {
+func suffixed(base, suffix string) string {
 	if base == "" {
 		return ""
 	}
-	return base + "-fsync-" + onOff(fsync)
+	return base + "-" + suffix
 }
 
 func create(path string) *os.File {

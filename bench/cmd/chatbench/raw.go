@@ -88,7 +88,7 @@ func runRaw(url string, p params) ([]rawResult, error) {
 		run func(context.Context, *rawResult)
 	}
 	phases := []phase{{rawResult{Name: "async", Mode: "async", Window: p.AsyncWindow},
-		func(ctx context.Context, r *rawResult) { rawAsync(ctx, js, pl, p, r) }}}
+		func(ctx context.Context, r *rawResult) { rawAsync(ctx, js, pl.msg, p, r) }}}
 	for _, size := range p.RawBatchSizes {
 		for _, inflight := range p.RawBatchInflight {
 			phases = append(phases, phase{rawResult{Name: fmt.Sprintf("batch%dx%d", size, inflight), Mode: "batch",
@@ -141,9 +141,9 @@ func deleteStream(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// rawAsync publishes with a bounded window of unacknowledged messages: each message is stored
-// (and, with fsync on, synced) on its own; the window only hides the round trips.
-func rawAsync(ctx context.Context, js jetstream.JetStream, pl rawPayloads, p params, r *rawResult) {
+// rawAsync publishes msg(0), msg(1), ... with a bounded window of unacknowledged messages: each
+// message is stored (and, with fsync on, synced) on its own; the window only hides the round trips.
+func rawAsync(ctx context.Context, js jetstream.JetStream, msg func(n int) *nats.Msg, p params, r *rawResult) {
 	futures := make(chan jetstream.PubAckFuture, p.AsyncWindow)
 	var acked, failed int64
 	var last time.Time
@@ -169,7 +169,7 @@ func rawAsync(ctx context.Context, js jetstream.JetStream, pl rawPayloads, p par
 	for n := 0; n < p.RawMax && time.Now().Before(stop) && ctx.Err() == nil; n++ {
 		var f jetstream.PubAckFuture
 		// The stall wait only matters if the server stops answering: then the phase ends.
-		if f, err = js.PublishMsgAsync(pl.msg(n), jetstream.WithStallWait(10*time.Second)); err != nil {
+		if f, err = js.PublishMsgAsync(msg(n), jetstream.WithStallWait(10*time.Second)); err != nil {
 			break
 		}
 		futures <- f

@@ -128,7 +128,9 @@ type report struct {
 	// GatewayFsyncOnOverRawFsyncOff: what durability plus the gateway cost against the fastest
 	// undurable baseline.
 	GatewayFsyncOnOverRawFsyncOff float64 `json:"gatewayFsyncOnOverRawFsyncOff,omitempty"`
-	Seconds                       float64 `json:"seconds"`
+	// Presence is the presence phase, on its own nats-server with fsync on.
+	Presence *presenceResult `json:"presence,omitempty"`
+	Seconds  float64         `json:"seconds"`
 	started                       time.Time
 }
 
@@ -175,7 +177,7 @@ func (r *report) failed() bool {
 			return true
 		}
 	}
-	return false
+	return r.Presence != nil && len(r.Presence.Errors) > 0
 }
 
 func (r *report) write(path string) error {
@@ -189,7 +191,7 @@ func (r *report) write(path string) error {
 	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-// print writes the table: one column per durability setting.
+// print writes the tables: the raw and gateway phases, then the presence phase.
 func (r *report) print(w io.Writer) {
 	p := r.Params
 	fmt.Fprintf(w, "\nchatbench %s  rev %s  %s %s/%s  %d CPUs  event %d B  %.0fs%s\n", r.Date, r.Revision, r.Machine.GoVersion,
@@ -197,6 +199,17 @@ func (r *report) print(w io.Writer) {
 	if r.Machine.LoadAvgBefore != "" {
 		fmt.Fprintf(w, "load average before %s, after %s (server, gateway and clients share this process)\n", r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter)
 	}
+	if len(r.Settings) > 0 {
+		r.printSettings(w)
+	}
+	if r.Presence != nil {
+		r.Presence.print(w, p)
+	}
+}
+
+// printSettings writes the raw and gateway phases: one column per durability setting.
+func (r *report) printSettings(w io.Writer) {
+	p := r.Params
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(label string, cell func(s *settingResult) string) {
@@ -287,4 +300,49 @@ func rawLabel(settings []settingResult, name string) string {
 		}
 	}
 	return name
+}
+
+// print writes the presence phase, one figure a line.
+func (pr *presenceResult) print(w io.Writer, p params) {
+	fmt.Fprintf(w, "\npresence: %d connections (%d users x %d), fresh nats-server fsync=%s, %s connections\n",
+		pr.Conns, pr.Users, pr.ConnsPerUser, onOff(pr.Fsync), pr.Transport)
+	fmt.Fprintf(w, "(%s)\n\n", pr.Note)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\t\n", append([]any{label}, args...)...) }
+	if r := pr.RawKV; r != nil {
+		v := "failed"
+		if r.Error == "" {
+			v = fmt.Sprintf("%.0f", r.MsgsPerSec)
+		}
+		row(fmt.Sprintf("raw KV put async (window %d) puts/s", r.Window), "%s", v)
+	}
+	if c := pr.Connect; c != nil {
+		row("connect: all connections recorded s", "%.1f", c.Seconds)
+		row("  connects/s", "%.0f", c.ConnectsPerSec)
+		row("  recompute mean ms", "%.2f", c.RecomputeMeanMs)
+	}
+	if a := pr.Absorb; a != nil {
+		row(fmt.Sprintf("heartbeats absorbed/s (closed loop, backlog %d)", a.Backlog), "%.0f", a.EventsPerSec)
+		row("  stored/s (connections bucket writes)", "%.0f", a.StoredPerSec)
+		row("  / raw KV put", "%.2f", pr.HeartbeatsOverRawKV)
+		row("  recomputes in window", "%d", a.Recomputes)
+		row("  CPU cores used", "%.2f", a.CPUCores)
+		row("  drain after run s", "%.2f", a.DrainSeconds)
+	}
+	if c := pr.CPU; c != nil {
+		row(fmt.Sprintf("idle connections, heartbeat every %s: heartbeats/s", p.PresenceHeartbeat), "%.0f", c.HeartbeatsPerSec)
+		row(fmt.Sprintf("  CPU cores idle / with heartbeats (%d x %s windows each)", c.Rounds, p.PresenceHeartbeat), "%.3f / %.3f", c.IdleCores, c.HeartbeatCores)
+		row("  CPU ms per second per 1k connections", "%.2f", c.CPUMsPerSecPer1k)
+		row("  % of one core per 1k connections", "%.3f", c.CorePctPer1k)
+	}
+	if c := pr.Checks; c != nil {
+		row("live connections at end / status changes / invalid", "%d / %d / %d", c.LiveConns, c.StatusChanges, c.InvalidReports)
+	}
+	if s := pr.Service; s != nil {
+		row("service warnings", "%d", s.Warnings)
+	}
+	tw.Flush()
+	for _, e := range pr.Errors {
+		fmt.Fprintf(w, "presence error: %s\n", e)
+	}
 }
