@@ -61,32 +61,38 @@ func (gw *Gateway) reportConn(s *session, state string) {
 
 func newConnID() string { return nuid.Next() }
 
+// heartbeatSlots spreads heartbeats over the interval: each tick reports one slot's connections,
+// so the presence service gets an even stream rather than one burst per interval.
+const heartbeatSlots = 10
+
 // heartbeats reports every live connection every PresenceHeartbeat, so the presence service's
 // entries do not expire while the connection lives, and at once after a NATS reconnect (the
 // connections bucket lives in memory: a restarted NATS has forgotten them).
 func (gw *Gateway) heartbeats(ctx context.Context) {
-	t := time.NewTicker(gw.cfg.PresenceHeartbeat)
+	t := time.NewTicker(gw.cfg.PresenceHeartbeat / heartbeatSlots)
 	defer t.Stop()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
 	reconnects := gw.nc.Stats().Reconnects
-	beat := func() {
+	beat := func(slot int) {
 		for _, s := range gw.hub.sessions() {
-			if s.live.Load() {
+			if s.live.Load() && (slot < 0 || s.hbSlot == slot) {
 				gw.reportConn(s, schemas.ConnHeartbeat)
 			}
 		}
 	}
+	slot := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			beat()
+			beat(slot)
+			slot = (slot + 1) % heartbeatSlots
 		case <-check.C:
 			if n := gw.nc.Stats().Reconnects; n != reconnects && gw.nc.IsConnected() {
 				reconnects = n
-				beat()
+				beat(-1)
 			}
 		}
 	}

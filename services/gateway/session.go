@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -65,6 +66,7 @@ type session struct {
 	client string        // the client's User-Agent, for presence
 	idle   atomic.Bool   // reported idle by the client
 	live   atomic.Bool   // reported connected to the presence service (heartbeats go out)
+	hbSlot int           // which tick of the heartbeat interval reports this connection
 	typing *rate.Limiter // typing notices relayed
 
 	limiter  *rate.Limiter
@@ -92,6 +94,7 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 		acks:     make(chan struct{}, c.MaxPendingAcks),
 		hold:     true,
 		connID:   newConnID(),
+		hbSlot:   rand.IntN(heartbeatSlots),
 		client:   truncateRunes(client, 128),
 		typing:   rate.NewLimiter(rate.Limit(c.TypingRate), 3),
 	}

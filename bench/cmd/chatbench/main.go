@@ -101,16 +101,16 @@ func defaultParams(quick bool) params {
 		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
 		Senders: 50, Window: 128, Warmup: 3 * time.Second, Measure: 20 * time.Second,
 		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 60 * time.Second,
-		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 5 * time.Second,
-		PresenceWarmup: 2 * time.Second, PresenceMeasure: 10 * time.Second, PresenceCPUWindow: 20 * time.Second,
+		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 3 * time.Second,
+		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,
 		PresenceHeartbeat: schemas.PresenceHeartbeat,
 	}
 	if quick {
 		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
 		p.DrainTimeout = 30 * time.Second
-		// Fewer sessions: connecting 20,000 takes over a minute (each connect's recompute lists
+		// Fewer sessions: connecting 20,000 takes 30-70 s on 2 CPUs (each connect's recompute lists
 		// the user's connections with a consumer whose cost grows with the bucket).
-		p.PresenceUsers, p.PresenceRawDuration = 2500, 2*time.Second
+		p.PresenceUsers, p.PresenceRawDuration = 2500, 1500*time.Millisecond
 		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
 	}
 	cfg := gatewaytest.TestConfig()

@@ -30,8 +30,9 @@ import (
 // fsync on (the all-in-one's default) whatever -fsync says. As in chatd, every connection is
 // in-process: the service has its own, and the simulated gateways (the load) share another.
 //
-//  1. Raw baseline: asynchronous KV puts into the connections bucket, a bounded window of
-//     unacknowledged ones: what JetStream alone does with the entries the service writes.
+//  1. Raw baselines: KV puts into the connections bucket, asynchronous with a bounded window of
+//     unacknowledged ones (what JetStream alone does with the entries the service writes), and
+//     synchronous from as many goroutines as the service has workers (how the service writes).
 //  2. Connect: Users x ConnsPerUser sessions report connect; the phase waits until the service
 //     has written every aggregate.
 //  3. Heartbeats absorbed: a closed loop publishes heartbeats for every connection, round robin,
@@ -42,12 +43,13 @@ import (
 
 // Timings of the presence phase that no flag changes.
 const (
-	// presencePoll: how often the closed loops read the service's counters. A read gathers the
-	// whole registry (Go and process collectors included: most of a millisecond), so not often;
-	// the backlogs are many polls deep.
+	// presencePoll and presenceConnectPoll: how often the closed loops of heartbeats and of
+	// connects read the service's counters. A read gathers the whole registry (Go and process
+	// collectors included: most of a millisecond of CPU), so not often; the backlogs are many
+	// polls deep.
 	presencePoll           = 20 * time.Millisecond
+	presenceConnectPoll    = 50 * time.Millisecond
 	presenceTick           = 10 * time.Millisecond // the paced publisher's tick
-	presenceSettle         = time.Second           // between two measurements, for the first's work to end
 	presenceConnectTimeout = 4 * time.Minute
 	// presenceConnectBacklog bounds the connects published and not yet handled (their recompute
 	// done): a connection's first heartbeat, an interval after its connect, then finds it stored.
@@ -66,18 +68,22 @@ type presenceResult struct {
 	Users        int    `json:"users"`
 	ConnsPerUser int    `json:"connsPerUser"`
 	Conns        int    `json:"conns"`
-	// RawKV is the baseline: async puts into the connections bucket (MsgsPerSec: puts/s).
-	RawKV   *rawResult            `json:"rawKV,omitempty"`
-	Connect *presenceConnect      `json:"connect,omitempty"`
-	Absorb  *presenceAbsorb       `json:"heartbeats,omitempty"`
-	CPU     *presenceCPU          `json:"idleConnsCPU,omitempty"`
-	Checks  *presenceFinalChecks  `json:"checks,omitempty"`
-	Service *presenceServiceStats `json:"service,omitempty"`
-	// HeartbeatsOverRawKV is the heartbeats absorbed per second over the raw KV put rate.
-	HeartbeatsOverRawKV float64  `json:"heartbeatsOverRawKV,omitempty"`
-	Note                string   `json:"note"`
-	Seconds             float64  `json:"seconds"`
-	Errors              []string `json:"errors,omitempty"`
+	// RawKV is the baseline: async puts into the connections bucket (MsgsPerSec: puts/s);
+	// RawKVSync synchronous puts, as many at a time as the service has workers.
+	RawKV     *rawResult            `json:"rawKV,omitempty"`
+	RawKVSync *rawResult            `json:"rawKVSync,omitempty"`
+	Connect   *presenceConnect      `json:"connect,omitempty"`
+	Absorb    *presenceAbsorb       `json:"heartbeats,omitempty"`
+	CPU       *presenceCPU          `json:"idleConnsCPU,omitempty"`
+	Checks    *presenceFinalChecks  `json:"checks,omitempty"`
+	Service   *presenceServiceStats `json:"service,omitempty"`
+	// HeartbeatsOverRawKV is the heartbeats absorbed per second over the raw (async) KV put
+	// rate; HeartbeatsOverRawKVSync over the synchronous one.
+	HeartbeatsOverRawKV     float64  `json:"heartbeatsOverRawKV,omitempty"`
+	HeartbeatsOverRawKVSync float64  `json:"heartbeatsOverRawKVSync,omitempty"`
+	Note                    string   `json:"note"`
+	Seconds                 float64  `json:"seconds"`
+	Errors                  []string `json:"errors,omitempty"`
 }
 
 // presenceConnect is the connection of every session.
@@ -176,6 +182,7 @@ func runPresence(p params, profile func(name string) func() func()) *presenceRes
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
+	// The logger of the service and of both NATS connections (slow consumers would show here).
 	warns := newWarnCounter()
 	defer func() { res.Service = warns.stats() }()
 	logger := slog.New(warns)
@@ -208,10 +215,13 @@ func presencePhases(ns *server.Server, p params, res *presenceResult, logger *sl
 	}
 	sim := newPresenceSim(simNC, p.PresenceUsers, p.PresenceConnsPerUser)
 
-	// 1. The raw baseline, then an empty bucket again for the service.
-	res.RawKV = presenceRawKV(js, sim, p)
+	// 1. The raw baselines, then an empty bucket again for the service.
+	res.RawKV, res.RawKVSync = presenceRawKV(js, sim, p)
 	if res.RawKV.Error != "" {
 		return fmt.Errorf("raw KV puts: %s", res.RawKV.Error)
+	}
+	if res.RawKVSync.Error != "" {
+		return fmt.Errorf("raw KV sync puts: %s", res.RawKVSync.Error)
 	}
 	if err := connsStream.Purge(ctx); err != nil {
 		return fmt.Errorf("purge %s: %w", schemas.PresenceConnsBucket, err)
@@ -248,8 +258,9 @@ func presencePhases(ns *server.Server, p params, res *presenceResult, logger *sl
 		return fmt.Errorf("heartbeats: %w", err)
 	}
 	res.HeartbeatsOverRawKV = ratio(abs.EventsPerSec, res.RawKV.MsgsPerSec)
-	logf("presence: %.0f heartbeats/s absorbed (%.0f stored/s, %.2f x raw KV puts), %.2f cores, drained in %.1fs",
-		abs.EventsPerSec, abs.StoredPerSec, res.HeartbeatsOverRawKV, abs.CPUCores, abs.DrainSeconds)
+	res.HeartbeatsOverRawKVSync = ratio(abs.EventsPerSec, res.RawKVSync.MsgsPerSec)
+	logf("presence: %.0f heartbeats/s absorbed (%.0f stored/s, %.2f x raw async KV puts, %.2f x sync), %.2f cores, drained in %.1fs",
+		abs.EventsPerSec, abs.StoredPerSec, res.HeartbeatsOverRawKV, res.HeartbeatsOverRawKVSync, abs.CPUCores, abs.DrainSeconds)
 
 	// 4. CPU of idle connections.
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
@@ -336,14 +347,18 @@ func startPresence(ns *server.Server, logger *slog.Logger) (*prometheus.Registry
 	}
 }
 
-// presenceRawKV is the raw baseline: the sessions' keys round robin, each value a connection entry.
-func presenceRawKV(js jetstream.JetStream, sim *presenceSim, p params) *rawResult {
-	r := &rawResult{Name: "kv-async", Mode: "async", Window: p.AsyncWindow}
+// presenceRawKV is the raw baseline, two ways, over the sessions' keys round robin, each value a
+// connection entry: async puts with a bounded window (the ceiling), and synchronous puts by
+// presenceWorkers goroutines, one put at a time each, as the service's workers write.
+func presenceRawKV(js jetstream.JetStream, sim *presenceSim, p params) (async, syncPuts *rawResult) {
+	async = &rawResult{Name: "kv-async", Mode: "async", Window: p.AsyncWindow}
+	syncPuts = &rawResult{Name: "kv-sync", Mode: "sync", Inflight: presenceWorkers}
 	entry, err := json.Marshal(schemas.ConnEntry{Gateway: presenceGateway, Client: presenceClient,
 		Since: schemas.FormatTime(time.Now())})
 	if err != nil {
-		r.finish(0, 0, 0, err)
-		return r
+		async.finish(0, 0, 0, err)
+		syncPuts.Error = "not run"
+		return async, syncPuts
 	}
 	subjects := make([]string, len(sim.keys))
 	for i, k := range sim.keys {
@@ -358,9 +373,49 @@ func presenceRawKV(js jetstream.JetStream, sim *presenceSim, p params) *rawResul
 	defer cancel()
 	rp := p
 	rp.RawDuration = p.PresenceRawDuration
-	rawAsync(ctx, js, msg, rp, r)
-	logf("presence: raw KV put (async, window %d) %9.0f puts/s (%d acked, %d failed)", r.Window, r.MsgsPerSec, r.Acked, r.Failed)
-	return r
+	rawAsync(ctx, js, msg, rp, async)
+	logf("presence: raw KV put async (window %d)     %9.0f puts/s (%d acked, %d failed)", async.Window, async.MsgsPerSec, async.Acked, async.Failed)
+	if async.Error != "" {
+		syncPuts.Error = "not run"
+		return async, syncPuts
+	}
+	rawSyncPuts(ctx, js, subjects, entry, rp, syncPuts)
+	logf("presence: raw KV put sync (%d at a time)     %9.0f puts/s (%d acked, %d failed)", syncPuts.Inflight, syncPuts.MsgsPerSec, syncPuts.Acked, syncPuts.Failed)
+	return async, syncPuts
+}
+
+// presenceWorkers is the number of the presence service's shard workers (its shardCount), each
+// of which writes one entry at a time.
+const presenceWorkers = 8
+
+// rawSyncPuts publishes entry to subjects round robin from r.Inflight goroutines, each waiting for
+// every acknowledgement, for p.RawDuration or p.RawMax puts.
+func rawSyncPuts(ctx context.Context, js jetstream.JetStream, subjects []string, entry []byte, p params, r *rawResult) {
+	var acked, failed atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	stop := start.Add(p.RawDuration)
+	var wg sync.WaitGroup
+	for w := range r.Inflight {
+		wg.Go(func() {
+			for n := 0; n < p.RawMax/r.Inflight && time.Now().Before(stop) && ctx.Err() == nil; n++ {
+				subj := subjects[(n*r.Inflight+w)%len(subjects)]
+				if _, err := js.Publish(ctx, subj, entry); err != nil {
+					failed.Add(1)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					continue
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	r.finish(acked.Load(), failed.Load(), time.Since(start), firstErr)
 }
 
 const (
@@ -451,7 +506,7 @@ func (sc serviceCounters) read() (counters, error) {
 	return c, nil
 }
 
-// progress polls one counter of the service every presencePoll, for the closed loops.
+// progress polls one counter of the service, for the closed loops.
 type progress struct {
 	v    atomic.Int64
 	err  atomic.Value
@@ -459,7 +514,7 @@ type progress struct {
 	done chan struct{}
 }
 
-func watchCounter(sc serviceCounters, get func(counters) float64, limit time.Duration) *progress {
+func watchCounter(sc serviceCounters, get func(counters) float64, every, limit time.Duration) *progress {
 	pr := &progress{stop: make(chan struct{}), done: make(chan struct{})}
 	read := func() bool {
 		c, err := sc.read()
@@ -473,7 +528,7 @@ func watchCounter(sc serviceCounters, get func(counters) float64, limit time.Dur
 	read()
 	go func() {
 		defer close(pr.done)
-		tick := time.NewTicker(presencePoll)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		deadline := time.After(limit)
 		for {
@@ -503,14 +558,14 @@ func (pr *progress) close() {
 func (s *presenceSim) publishClosed(data [][]byte, first int64, pr *progress, base int64, backlog int, until time.Time, limit int64, published *atomic.Int64, before func(i int)) error {
 	n := int64(s.conns())
 	for i := first; i < first+limit; i++ {
-		for waits := 0; i-first-(pr.v.Load()-base) >= int64(backlog); waits++ {
+		for i-first-(pr.v.Load()-base) >= int64(backlog) {
 			if err, _ := pr.err.Load().(error); err != nil {
 				return err
 			}
 			if !time.Now().Before(until) {
 				return nil
 			}
-			time.Sleep(presencePoll / 5)
+			time.Sleep(time.Millisecond)
 		}
 		if !time.Now().Before(until) {
 			return nil
@@ -545,7 +600,9 @@ func (s *presenceSim) connectAll(sc serviceCounters, connsStream jetstream.Strea
 	var published atomic.Int64
 	stopBeats := make(chan struct{})
 	beatsDone := make(chan error, 1)
-	go func() { beatsDone <- s.gatewayHeartbeats(connectedAt, &published, p.PresenceHeartbeat, deadline, stopBeats) }()
+	go func() {
+		beatsDone <- s.gatewayHeartbeats(connectedAt, &published, p.PresenceHeartbeat, deadline, stopBeats)
+	}()
 	defer func() {
 		close(stopBeats)
 		if e := <-beatsDone; e != nil {
@@ -554,7 +611,7 @@ func (s *presenceSim) connectAll(sc serviceCounters, connsStream jetstream.Strea
 	}()
 
 	// Progress is the recompute that ends every connect.
-	pr := watchCounter(sc, func(c counters) float64 { return c.recomputes }, presenceConnectTimeout)
+	pr := watchCounter(sc, func(c counters) float64 { return c.recomputes }, presenceConnectPoll, presenceConnectTimeout)
 	err = s.publishClosed(s.connects, 0, pr, int64(before.recomputes), presenceConnectBacklog, deadline,
 		int64(s.conns()), &published, func(i int) { connectedAt[i] = time.Now() })
 	pr.close()
@@ -692,7 +749,7 @@ func (s *presenceSim) absorb(sc serviceCounters, connsStream jetstream.Stream, p
 	}
 	begin := time.Now()
 	winStart, winEnd := begin.Add(p.PresenceWarmup), begin.Add(p.PresenceWarmup+p.PresenceMeasure)
-	pr := watchCounter(sc, func(c counters) float64 { return c.heartbeats }, p.PresenceWarmup+p.PresenceMeasure+phaseGrace)
+	pr := watchCounter(sc, func(c counters) float64 { return c.heartbeats }, presencePoll, p.PresenceWarmup+p.PresenceMeasure+phaseGrace)
 	var published atomic.Int64
 
 	// The window is read by its own goroutine, at its exact bounds.
@@ -760,37 +817,35 @@ func (s *presenceSim) absorb(sc serviceCounters, connsStream jetstream.Stream, p
 	return res, err
 }
 
-// paced publishes heartbeats on the real schedule: connection i at from + i*interval/n, again
-// every interval, until until (excluded). It publishes whatever is due every presenceTick.
-func (s *presenceSim) paced(ctx context.Context, from, until time.Time, interval time.Duration) (int64, error) {
+// round heartbeats every connection once over one interval from from, spread evenly: connection
+// i at from + i*spread/n. spread leaves two ticks at the end, so that the last heartbeats (sent
+// on the first tick after they are due) go before the interval ends.
+func (s *presenceSim) round(ctx context.Context, from time.Time, interval time.Duration) error {
 	n := s.conns()
-	step := interval / time.Duration(n)
-	total := int64(until.Sub(from) / step)
-	if step <= 0 || total <= 0 {
-		return 0, nil
+	spread := interval - 2*presenceTick
+	if spread <= 0 {
+		return fmt.Errorf("heartbeat interval %s: too short", interval)
 	}
 	sleepUntil(ctx, from)
 	tick := time.NewTicker(presenceTick)
 	defer tick.Stop()
-	var sent int64
-	for sent < total {
-		due := min(int64(time.Since(from)/step)+1, total)
+	for sent := 0; sent < n; {
+		due := min(int(int64(time.Since(from))*int64(n)/int64(spread))+1, n)
 		for ; sent < due; sent++ {
-			i := sent % int64(n)
-			if err := s.nc.Publish(s.subjects[i], s.heartbeat[i]); err != nil {
-				return sent, err
+			if err := s.nc.Publish(s.subjects[sent], s.heartbeat[sent]); err != nil {
+				return err
 			}
 		}
-		if sent >= total {
+		if sent >= n {
 			break
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return sent, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	return sent, nil
+	return nil
 }
 
 // idleCPU measures this process's CPU over Rounds idle windows (no heartbeat at all), each
@@ -818,7 +873,7 @@ func (s *presenceSim) idleCPU(sc serviceCounters, p params, ttl time.Duration) (
 	sent := make(chan error, 1)
 	go func() {
 		for w := 0; w <= 2*rounds; w += 2 {
-			if _, err := s.paced(ctx, start(w), start(w+1), interval); err != nil {
+			if err := s.round(ctx, start(w), interval); err != nil {
 				sent <- err
 				return
 			}

@@ -131,7 +131,7 @@ type report struct {
 	// Presence is the presence phase, on its own nats-server with fsync on.
 	Presence *presenceResult `json:"presence,omitempty"`
 	Seconds  float64         `json:"seconds"`
-	started                       time.Time
+	started  time.Time
 }
 
 func newReport(p params) *report {
@@ -308,13 +308,22 @@ func (pr *presenceResult) print(w io.Writer, p params) {
 		pr.Conns, pr.Users, pr.ConnsPerUser, onOff(pr.Fsync), pr.Transport)
 	fmt.Fprintf(w, "(%s)\n\n", pr.Note)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(label, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\t\n", append([]any{label}, args...)...) }
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t"+format+"\t\n", append([]any{label}, args...)...)
+	}
 	if r := pr.RawKV; r != nil {
 		v := "failed"
 		if r.Error == "" {
 			v = fmt.Sprintf("%.0f", r.MsgsPerSec)
 		}
 		row(fmt.Sprintf("raw KV put async (window %d) puts/s", r.Window), "%s", v)
+	}
+	if r := pr.RawKVSync; r != nil {
+		v := "failed"
+		if r.Error == "" {
+			v = fmt.Sprintf("%.0f", r.MsgsPerSec)
+		}
+		row(fmt.Sprintf("raw KV put sync (%d at a time) puts/s", r.Inflight), "%s", v)
 	}
 	if c := pr.Connect; c != nil {
 		row("connect: all connections recorded s", "%.1f", c.Seconds)
@@ -324,7 +333,7 @@ func (pr *presenceResult) print(w io.Writer, p params) {
 	if a := pr.Absorb; a != nil {
 		row(fmt.Sprintf("heartbeats absorbed/s (closed loop, backlog %d)", a.Backlog), "%.0f", a.EventsPerSec)
 		row("  stored/s (connections bucket writes)", "%.0f", a.StoredPerSec)
-		row("  / raw KV put", "%.2f", pr.HeartbeatsOverRawKV)
+		row("  / raw KV put async, sync", "%.2f, %.2f", pr.HeartbeatsOverRawKV, pr.HeartbeatsOverRawKVSync)
 		row("  recomputes in window", "%d", a.Recomputes)
 		row("  CPU cores used", "%.2f", a.CPUCores)
 		row("  drain after run s", "%.2f", a.DrainSeconds)
