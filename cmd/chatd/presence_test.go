@@ -96,6 +96,8 @@ func TestPresenceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Both sessions active again (so closing them in either order leaves no idle-only state).
+	ann1.do(map[string]any{"cmd": "activity", "idle": false})
 	// One device closes: still online. A reload within the grace: no events at all.
 	ann1.Close()
 	ann2.Close()
