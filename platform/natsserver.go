@@ -21,7 +21,7 @@ type EmbeddedNATS struct {
 	// SyncInterval is the fsync period when SyncAlways is off; 0 means nats-server's default (2 min).
 	SyncInterval time.Duration
 	// Listen is an optional host:port on which the embedded server also accepts external NATS
-	// clients; empty means in-process connections only.
+	// clients ("127.0.0.1:-1": a free port, for tests); empty means in-process connections only.
 	Listen string
 	// ServerName names the server; empty means "chatd".
 	ServerName string

@@ -40,7 +40,9 @@ func (c *client) do(f map[string]any) gt.Frame {
 }
 
 func presenceOf(user, status string) func(gt.Frame) bool {
-	return func(f gt.Frame) bool { return f.Cmd() == "presence" && f.Str("user") == user && f.Str("status") == status }
+	return func(f gt.Frame) bool {
+		return f.Cmd() == "presence" && f.Str("user") == user && f.Str("status") == status
+	}
 }
 
 // Presence through the whole system: gateway reports, the presence service aggregates, peers get

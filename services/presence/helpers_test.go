@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -44,20 +45,8 @@ func testLog() *slog.Logger {
 
 // startNATS starts a nats-server with JetStream in dir on loopback (port -1: a free one).
 func startNATS(dir string, port int) (*server.Server, error) {
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
-		NoSigs: true, NoLog: true, MaxPayload: 1 << 20,
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("nats-server not ready")
-	}
-	return s, nil
+	return platform.StartNATS(platform.EmbeddedNATS{StoreDir: dir, Listen: fmt.Sprintf("127.0.0.1:%d", port)},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // env is a nats-server, a simulated gateway publishing connection reports, and an observer of

@@ -28,20 +28,8 @@ import (
 
 // StartNATS starts a nats-server with JetStream in dir, listening on a random loopback port.
 func StartNATS(dir string, syncAlways bool) (*server.Server, error) {
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, SyncAlways: syncAlways,
-		NoSigs: true, NoLog: true, MaxPayload: 1 << 20,
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("nats-server not ready")
-	}
-	return s, nil
+	return platform.StartNATS(platform.EmbeddedNATS{StoreDir: dir, SyncAlways: syncAlways, Listen: "127.0.0.1:-1"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // NATS starts a nats-server for a test, stopped at its end.
