@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/eventchat/chat/schemas"
+	"golang.org/x/sync/errgroup"
 )
 
 func badRequest(msg string) error { return schemas.Errorf(schemas.CodeBadRequest, msg) }
@@ -231,14 +232,8 @@ func (gw *Gateway) cmdCreate(ctx context.Context, s *session, f *schemas.ClientF
 	if len(members) > maxCreateMembers+1 {
 		return badRequest(fmt.Sprintf("at most %d members at creation; invite the rest", maxCreateMembers))
 	}
-	for _, m := range members[1:] {
-		ok, err := gw.accounts.Exists(ctx, m)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return schemas.Errorf(schemas.CodeNotFound, "no such user: "+m)
-		}
+	if err := gw.allExist(ctx, members[1:]); err != nil {
+		return err
 	}
 	ts := schemas.FormatTime(time.Now())
 	_, err = gw.groups.change(ctx, conv.Group, func(g *schemas.Group) ([]schemas.Event, error) {
@@ -347,5 +342,29 @@ func (gw *Gateway) cmdHistory(ctx context.Context, s *session, f *schemas.Client
 		return err
 	}
 	s.reply(schemas.HistoryFrame{Cmd: schemas.CmdHistory, ID: f.ID, Conv: conv.String(), Messages: msgs})
+	return nil
+}
+
+// allExist checks that every user has an account (in parallel, bounded): not_found names the first
+// missing one in the order given.
+func (gw *Gateway) allExist(ctx context.Context, users []string) error {
+	found := make([]bool, len(users))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelKV)
+	for i, u := range users {
+		g.Go(func() error {
+			ok, err := gw.accounts.Exists(gctx, u)
+			found[i] = ok
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, ok := range found {
+		if !ok {
+			return schemas.Errorf(schemas.CodeNotFound, "no such user: "+users[i])
+		}
+	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/eventchat/chat/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // groups keeps group state: the log is the authority, the groups bucket a projection of it, and
@@ -243,15 +244,25 @@ type indexEntry struct {
 }
 
 func (gs *groups) indexMembers(ctx context.Context, conv schemas.Conv, events []schemas.Event) error {
+	// A create indexes up to 1000 members: in parallel, bounded.
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelKV)
 	for i := range events {
 		if a := events[i].Action; a == schemas.ActionJoined || a == schemas.ActionInvited {
-			if _, err := gs.index.Put(ctx, schemas.IndexKey(events[i].User, conv), []byte("{}")); err != nil {
-				return fmt.Errorf("groups: index %s: %w", events[i].User, err)
-			}
+			user := events[i].User
+			g.Go(func() error {
+				if _, err := gs.index.Put(ctx, schemas.IndexKey(user, conv), []byte("{}")); err != nil {
+					return fmt.Errorf("groups: index %s: %w", user, err)
+				}
+				return nil
+			})
 		}
 	}
-	return nil
+	return g.Wait()
 }
+
+// parallelKV bounds the key-value requests one command has in flight.
+const parallelKV = 32
 
 // markLeft records in the index when a user left. It is advisory (it lets a later sync skip the
 // group): a failure only costs that sync some reading, so it is not an error for the change.
