@@ -134,6 +134,14 @@ func ConnKey(user, conn string) string {
 	return mustUser(user) + "." + conn
 }
 
+// ConnsDirectGet is the direct-get API subject of the connections bucket's stream, and
+// ConnsOfSubject the subjects of one user's connections in it: one multi-last direct get lists a
+// user's connections without creating a consumer.
+func ConnsDirectGet() string { return "$JS.API.DIRECT.GET.KV_" + PresenceConnsBucket }
+
+// ConnsOfSubject is the subject filter of user's connection entries in the bucket's stream.
+func ConnsOfSubject(user string) string { return "$KV." + PresenceConnsBucket + "." + ConnKeyPrefix(user) }
+
 // ConnKeyPrefix lists one user's connections.
 func ConnKeyPrefix(user string) string { return mustUser(user) + ".*" }
 

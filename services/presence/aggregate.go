@@ -169,28 +169,43 @@ func (s *Service) writeAgg(ctx context.Context, user string, next schemas.Presen
 }
 
 // listConns reads user's live connections from the conns bucket.
+//
+// It asks for the last entry of each of the user's keys in one multi-last direct get: the server
+// answers from its per-subject index, where a filtered consumer (a KV watch) made it scan the
+// stream, which made connect storms slow (7-15 ms a listing at 20k connections).
 func (s *Service) listConns(ctx context.Context, user string) ([]schemas.ConnEntry, error) {
-	kw, err := s.conns.Watch(ctx, schemas.ConnKeyPrefix(user), jetstream.IgnoreDeletes())
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
-	defer stopWatcher(kw)
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(map[string]any{"multi_last": []string{schemas.ConnsOfSubject(user)}})
+	if err := s.nc.PublishRequest(schemas.ConnsDirectGet(), inbox, req); err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
 	var out []schemas.ConnEntry
 	for {
-		select {
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return nil, errors.New("list connections: watcher closed")
-			}
-			if e == nil {
-				return out, nil
-			}
-			var c schemas.ConnEntry
-			_ = json.Unmarshal(e.Value(), &c) // an unreadable entry is still a live connection
-			out = append(out, c)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list connections: %w", ctx.Err())
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list connections: %w", err)
 		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // end of the batch
+			return out, nil
+		case "404": // no entry at all
+			return out, nil
+		default:
+			return nil, fmt.Errorf("list connections: direct get answered %s %s", status, m.Header.Get("Description"))
+		}
+		// The last message of a deleted or expired key is its delete marker.
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			continue
+		}
+		var c schemas.ConnEntry
+		_ = json.Unmarshal(m.Data, &c) // an unreadable entry is still a live connection
+		out = append(out, c)
 	}
 }
 
