@@ -140,7 +140,9 @@ func ConnKey(user, conn string) string {
 func ConnsDirectGet() string { return "$JS.API.DIRECT.GET.KV_" + PresenceConnsBucket }
 
 // ConnsOfSubject is the subject filter of user's connection entries in the bucket's stream.
-func ConnsOfSubject(user string) string { return "$KV." + PresenceConnsBucket + "." + ConnKeyPrefix(user) }
+func ConnsOfSubject(user string) string {
+	return "$KV." + PresenceConnsBucket + "." + ConnKeyPrefix(user)
+}
 
 // ConnKeyPrefix lists one user's connections.
 func ConnKeyPrefix(user string) string { return mustUser(user) + ".*" }
