@@ -20,7 +20,8 @@ import (
 const fixturesDir = "testdata/fixtures"
 
 var clientCmds = []string{CmdLogin, CmdMessage, CmdCreate, CmdJoin, CmdLeave, CmdInvite, CmdEdit, CmdDelete,
-	CmdReact, CmdRead, CmdTyping, CmdSync, CmdHistory, CmdConversations, CmdPresence, CmdContacts, CmdPing}
+	CmdReact, CmdRead, CmdTyping, CmdSync, CmdHistory, CmdConversations, CmdPresence, CmdContacts, CmdPing,
+	CmdActivity}
 
 var serverCmds = []string{CmdMessage, CmdMember, CmdAck, CmdOK, CmdError, CmdSynced, CmdHistory,
 	CmdConversations, CmdPresence, CmdContacts, CmdUnread, CmdTyping, CmdPong}
