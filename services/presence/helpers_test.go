@@ -161,15 +161,23 @@ func (e *env) start() *instance {
 	}
 	e.t.Cleanup(func() { _ = in.Stop() })
 	if e.kv == nil {
-		js, err := jetstream.New(e.gw)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if e.kv, err = js.KeyValue(context.Background(), schemas.PresenceBucket); err != nil {
-			e.t.Fatal(err)
-		}
+		e.kv = e.bucket(schemas.PresenceBucket)
 	}
 	return in
+}
+
+// bucket opens a presence bucket through the simulated gateway's connection.
+func (e *env) bucket(name string) jetstream.KeyValue {
+	e.t.Helper()
+	js, err := jetstream.New(e.gw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return kv
 }
 
 // Stop stops the service as SIGTERM does and waits for it.

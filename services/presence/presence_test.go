@@ -12,7 +12,6 @@ import (
 	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/presence"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 const (
@@ -198,14 +197,7 @@ func TestHeartbeatsKeepAConnectionPastTheTTL(t *testing.T) {
 	if ps := e.agg("alice"); !isState(online, 1)(ps) {
 		t.Fatalf("aggregate %+v", ps)
 	}
-	js, err := jetstream.New(e.gw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns, err := js.KeyValue(context.Background(), schemas.PresenceConnsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conns := e.bucket(schemas.PresenceConnsBucket)
 	if _, err := conns.Get(context.Background(), schemas.ConnKey("alice", "c1")); err != nil {
 		t.Fatalf("connection entry: %v", err)
 	}
@@ -346,14 +338,7 @@ func TestStartWithoutConnectionsSchedulesOffline(t *testing.T) {
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(e.gw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns, err := js.KeyValue(context.Background(), schemas.PresenceConnsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conns := e.bucket(schemas.PresenceConnsBucket)
 	if err := conns.Purge(context.Background(), schemas.ConnKey("alice", "c1")); err != nil {
 		t.Fatal(err)
 	}

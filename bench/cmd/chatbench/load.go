@@ -277,15 +277,8 @@ func parseFrameID(id string) (phase int, sent int64, ok bool) {
 // each message (its session is a member of the conversation too) is not counted.
 func (lr *loadRun) readAnswers(ctx context.Context, i int, c *gatewaytest.Client) {
 	for {
-		var f gatewaytest.Frame
-		var ok bool
-		select {
-		case f, ok = <-c.Frames:
-		case <-ctx.Done():
-			return
-		}
+		f, ok := lr.next(ctx, c, "sender", i)
 		if !ok {
-			lr.fail(fmt.Errorf("sender %d: socket closed: %v", i, closeReason(c)))
 			return
 		}
 		cmd := f.Cmd()
@@ -316,15 +309,8 @@ func (lr *loadRun) readAnswers(ctx context.Context, i int, c *gatewaytest.Client
 func (lr *loadRun) readDeliveries(ctx context.Context, i int, c *gatewaytest.Client) {
 	var last uint64
 	for {
-		var f gatewaytest.Frame
-		var ok bool
-		select {
-		case f, ok = <-c.Frames:
-		case <-ctx.Done():
-			return
-		}
+		f, ok := lr.next(ctx, c, "receiver", i)
 		if !ok {
-			lr.fail(fmt.Errorf("receiver %d: socket closed: %v", i, closeReason(c)))
 			return
 		}
 		if f.Cmd() != "message" {
@@ -347,6 +333,20 @@ func (lr *loadRun) readDeliveries(ctx context.Context, i int, c *gatewaytest.Cli
 		if lr.inWindow(time.Unix(0, sent)) {
 			record(lr.deliverHist[i], now.Sub(time.Unix(0, sent)))
 		}
+	}
+}
+
+// next returns the client's next frame; false when the run is over or the socket closed (which
+// fails the run: no client may be dropped during a measurement).
+func (lr *loadRun) next(ctx context.Context, c *gatewaytest.Client, role string, i int) (gatewaytest.Frame, bool) {
+	select {
+	case f, ok := <-c.Frames:
+		if !ok {
+			lr.fail(fmt.Errorf("%s %d: socket closed: %v", role, i, closeReason(c)))
+		}
+		return f, ok
+	case <-ctx.Done():
+		return nil, false
 	}
 }
 
