@@ -67,16 +67,22 @@ type ClientFrame struct {
 }
 
 // MessageFrame is a message event as a client sees it (live, in sync and in history).
+// Edits, deletes and reactions are message frames with Kind and Ref; an ordinary message always has
+// Mid, Type and Msg.
 type MessageFrame struct {
-	Cmd  string `json:"cmd"`
-	Conv string `json:"conv"`
-	Seq  uint64 `json:"seq"`
-	Mid  string `json:"mid"`
-	From string `json:"from"`
-	Type string `json:"type"`
-	Msg  string `json:"msg"`
-	Ts   string `json:"ts"`
-	Tid  string `json:"tid,omitempty"`
+	Cmd    string `json:"cmd"`
+	Conv   string `json:"conv"`
+	Seq    uint64 `json:"seq"`
+	Mid    string `json:"mid,omitempty"`
+	From   string `json:"from"`
+	Type   string `json:"type,omitempty"`
+	Msg    string `json:"msg,omitempty"`
+	Ts     string `json:"ts"`
+	Tid    string `json:"tid,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	Ref    uint64 `json:"ref,omitempty"`
+	Emoji  string `json:"emoji,omitempty"`
+	Remove bool   `json:"remove,omitempty"`
 }
 
 // MemberFrame is a membership event as a client sees it. By and Ts are extensions of v1.
@@ -96,7 +102,40 @@ func EventFrame(e *Event, seq uint64) any {
 		return MemberFrame{Cmd: CmdMember, Conv: e.Conv, User: e.User, Action: e.Action, Seq: seq, By: e.By, Ts: e.Ts}
 	}
 	return MessageFrame{Cmd: CmdMessage, Conv: e.Conv, Seq: seq, Mid: e.Mid, From: e.From, Type: e.MsgType,
-		Msg: e.Msg, Ts: e.Ts, Tid: e.Tid}
+		Msg: e.Msg, Ts: e.Ts, Tid: e.Tid, Kind: e.Kind, Ref: e.Ref, Emoji: e.Emoji, Remove: e.Remove}
+}
+
+// UnreadFrame tells every session of a user their unread count of a conversation.
+type UnreadFrame struct {
+	Cmd     string `json:"cmd"`
+	Conv    string `json:"conv"`
+	Count   int    `json:"count"`
+	ReadSeq uint64 `json:"readSeq"`
+}
+
+// ConversationItem is one entry of the conversation list.
+type ConversationItem struct {
+	Conv    string `json:"conv"`
+	Name    string `json:"name"`
+	LastSeq uint64 `json:"lastSeq"`
+	LastTs  string `json:"lastTs"`
+	// LastMessage is the last visible ordinary message that is not deleted, or nil.
+	LastMessage *MessageFrame `json:"lastMessage"`
+	Unread      int           `json:"unread"`
+}
+
+// ConversationsFrame answers conversations, most recent activity first.
+type ConversationsFrame struct {
+	Cmd   string             `json:"cmd"`
+	ID    string             `json:"id,omitempty"`
+	Items []ConversationItem `json:"items"`
+}
+
+// ContactsFrame answers contacts with the user's contact list.
+type ContactsFrame struct {
+	Cmd   string   `json:"cmd"`
+	ID    string   `json:"id,omitempty"`
+	Items []string `json:"items"`
 }
 
 // AckFrame answers a stored message.

@@ -1,20 +1,66 @@
 package schemas
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Subjects of the event log. Every subject is built here from validated identifiers; identifiers are
 // always the last tokens. Layout (see docs/architecture.md):
 //
 //	chat.msg.dm.<a>.<b>   content events of a direct conversation (messages, edits, deletes, reactions)
 //	chat.msg.g.<group>    content events of a group
 //	chat.mem.g.<group>    membership events of a group (compare-and-swap target for membership changes)
+//	chat.read.<user>      read markers of a user (chat.read.v1)
+//	chat.contact.<user>   contact list changes of a user (chat.contact.v1)
+//	chat.gone.dm.<a>.<b>.<seq>, chat.gone.g.<group>.<seq>
+//	                      the deletion marker of message <seq> (chat.gone.v1)
 const (
 	SubjectRoot         = "chat"
 	subjMsgDirectPrefix = "chat.msg.dm."
 	subjMsgGroupPrefix  = "chat.msg.g."
 	subjMemGroupPrefix  = "chat.mem.g."
+	subjReadPrefix      = "chat.read."
+	subjContactPrefix   = "chat.contact."
+	subjGonePrefix      = "chat.gone."
 )
 
 // EventSubjects are the subjects the events stream binds.
-var EventSubjects = []string{"chat.msg.>", "chat.mem.>"}
+var EventSubjects = []string{"chat.msg.>", "chat.mem.>", "chat.read.>", "chat.contact.>", "chat.gone.>"}
+
+// ConvEventSubjects are the subjects of the events delivered to conversation members.
+var ConvEventSubjects = []string{"chat.msg.>", "chat.mem.>"}
+
+// ReadSubject carries the read markers of user.
+func ReadSubject(user string) string { return subjReadPrefix + mustUser(user) }
+
+// ContactSubject carries the contact list changes of owner; it is the compare-and-swap target
+// for them.
+func ContactSubject(owner string) string { return subjContactPrefix + mustUser(owner) }
+
+// GoneSubject carries the deletion marker of message seq of conversation c.
+func GoneSubject(c Conv, seq uint64) string {
+	return subjGonePrefix + ContentSubject(c)[len("chat.msg."):] + "." + strconv.FormatUint(seq, 10)
+}
+
+// SubjectKind tells which kind of event a subject of the events stream carries: TypeMessage for
+// a conversation's content, TypeMember, TypeRead, TypeContact or TypeGone; "" for any other.
+// Consumers route by it before decoding.
+func SubjectKind(subject string) string {
+	switch {
+	case strings.HasPrefix(subject, "chat.msg."):
+		return TypeMessage
+	case strings.HasPrefix(subject, subjMemGroupPrefix):
+		return TypeMember
+	case strings.HasPrefix(subject, subjReadPrefix):
+		return TypeRead
+	case strings.HasPrefix(subject, subjContactPrefix):
+		return TypeContact
+	case strings.HasPrefix(subject, subjGonePrefix):
+		return TypeGone
+	}
+	return ""
+}
 
 // ContentSubject is the subject that carries the content events of a conversation.
 // It panics on a Conv that did not come from ParseConv, DirectConv or GroupConv: a programming
@@ -113,6 +159,9 @@ func DedupID(from, mid string) string {
 	}
 	return "m:" + from + ":" + mid
 }
+
+// ContactsKey is the key of a user's contact list in the contacts bucket.
+func ContactsKey(owner string) string { return mustUser(owner) }
 
 func mustUser(u string) string {
 	if !ValidUser(u) {

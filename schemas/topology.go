@@ -27,6 +27,9 @@ const (
 	GroupsBucket  = "chat_groups"
 	IndexBucket   = "chat_index"
 	SecretsBucket = "chat_secrets"
+	// ContactsBucket holds each user's contact list, key ContactsKey(owner), value Contacts: a
+	// projection of the chat.contact.<owner> events, written by the gateway that appends them.
+	ContactsBucket = "chat_contacts"
 
 	// SecretKeyHS256 is the key of the generated HS256 token signing secret in SecretsBucket.
 	SecretKeyHS256 = "jwt-hs256"
@@ -98,6 +101,14 @@ func BucketConfigs(t Topology) []jetstream.KeyValueConfig {
 		{Bucket: GroupsBucket, Description: "group state projected from membership events", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: IndexBucket, Description: "conversations per user", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: SecretsBucket, Description: "generated signing keys", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: ContactsBucket, Description: "contact lists projected from contact events", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+	}
+}
+
+// ObjectStoreConfigs are the definitions of the object stores.
+func ObjectStoreConfigs(t Topology) []jetstream.ObjectStoreConfig {
+	return []jetstream.ObjectStoreConfig{
+		{Bucket: UnreadSnapshotBucket, Description: "snapshots of the unread projection", Replicas: t.replicas(), Storage: jetstream.FileStorage},
 	}
 }
 
@@ -142,6 +153,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("schemas: ensure bucket %s: %w", b.Bucket, err)
 		}
 	}
+	for _, o := range ObjectStoreConfigs(t) {
+		if _, err := js.CreateOrUpdateObjectStore(ctx, o); err != nil {
+			return fmt.Errorf("schemas: ensure object store %s: %w", o.Bucket, err)
+		}
+	}
 	return nil
 }
 
@@ -150,7 +166,7 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 	if _, err := js.Stream(ctx, EventsStream); err != nil {
 		return fmt.Errorf("stream %s: %w", EventsStream, err)
 	}
-	for _, b := range []string{UsersBucket, GroupsBucket, IndexBucket} {
+	for _, b := range []string{UsersBucket, GroupsBucket, IndexBucket, ContactsBucket} {
 		if _, err := js.KeyValue(ctx, b); err != nil {
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
