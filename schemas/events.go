@@ -53,7 +53,7 @@ const (
 // The stream sequence is not part of the payload: it is the message's position in the stream.
 type Event struct {
 	Type string `json:"type"`
-	Conv string `json:"conv"`
+	Conv string `json:"conv,omitempty"`
 	Ts   string `json:"ts"`
 
 	// chat.message.v1
@@ -154,6 +154,9 @@ func (c *Contacts) Apply(e *Event, seq uint64) {
 		return
 	}
 	c.Seq = seq
+	if c.Items == nil {
+		c.Items = []string{}
+	}
 	i, found := slices.BinarySearch(c.Items, e.User)
 	switch {
 	case e.Action == ContactAdd && !found:

@@ -3,7 +3,9 @@ package schemas
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -227,12 +229,51 @@ func TestDecodeEvent(t *testing.T) {
 	if err != nil || e.From != "alice" || e.MsgType != "text" {
 		t.Fatalf("DecodeEvent = %+v, %v", e, err)
 	}
+	for _, good := range []struct {
+		in   string
+		want Event
+	}{
+		{`{"type":"chat.message.v1","conv":"g:team","ts":"2025-03-01T12:00:00.000Z","from":"bob","tid":"bob","kind":"react","ref":42,"refFrom":"alice","emoji":"👍","remove":true}`,
+			Event{Type: TypeMessage, Conv: "g:team", Ts: gts, From: "bob", Tid: "bob", Kind: KindReact, Ref: 42,
+				RefFrom: "alice", Emoji: "👍", Remove: true}},
+		{`{"type":"chat.message.v1","conv":"dm:alice:bob","ts":"2025-03-01T12:00:00.000Z","from":"alice","kind":"edit","ref":7,"refFrom":"alice","msg":"x"}`,
+			Event{Type: TypeMessage, Conv: "dm:alice:bob", Ts: gts, From: "alice", Kind: KindEdit, Ref: 7, RefFrom: "alice", Msg: "x"}},
+		{`{"type":"chat.read.v1","conv":"dm:alice:bob","ts":"2025-03-01T12:00:00.000Z","from":"bob","seq":42}`,
+			Event{Type: TypeRead, Conv: "dm:alice:bob", Ts: gts, From: "bob", Seq: 42}},
+		{`{"type":"chat.contact.v1","ts":"2025-03-01T12:00:00.000Z","from":"alice","user":"bob","action":"add"}`,
+			Event{Type: TypeContact, Ts: gts, From: "alice", User: "bob", Action: ContactAdd}},
+		// schemas.Event marshals conv even when empty; a contact event with "conv":"" decodes.
+		{`{"type":"chat.contact.v1","conv":"","ts":"2025-03-01T12:00:00.000Z","from":"alice","user":"bob","action":"remove"}`,
+			Event{Type: TypeContact, Ts: gts, From: "alice", User: "bob", Action: ContactRemove}},
+		{`{"type":"chat.gone.v1","conv":"g:team","ts":"2025-03-01T12:00:00.000Z","ref":42}`,
+			Event{Type: TypeGone, Conv: "g:team", Ts: gts, Ref: 42}},
+	} {
+		e, err := DecodeEvent([]byte(good.in))
+		if err != nil || !reflect.DeepEqual(e, good.want) {
+			t.Errorf("DecodeEvent(%s) = %+v, %v; want %+v", good.in, e, err, good.want)
+		}
+		// What Go writes, Go reads back.
+		data, _ := json.Marshal(e)
+		if again, err := DecodeEvent(data); err != nil || !reflect.DeepEqual(again, e) {
+			t.Errorf("round trip of %s: %+v, %v", data, again, err)
+		}
+	}
 	for _, bad := range []string{
 		`{`,
 		`{"type":"chat.message.v2","conv":"dm:alice:bob"}`,
 		`{"type":"chat.member.v1","conv":"dm:bob:alice"}`,
 		`{"type":"chat.member.v1","conv":"g:a.b"}`,
 		`{"conv":"g:team"}`,
+		`{"type":"chat.read.v1","from":"bob","seq":1}`,
+		`{"type":"chat.read.v1","conv":"dm:bob:alice","from":"bob","seq":1}`,
+		`{"type":"chat.gone.v1","conv":"","ref":1}`,
+		`{"type":"chat.gone.v1","conv":"g:*","ref":1}`,
+		`{"type":"chat.contact.v1","from":"alice","action":"add"}`,
+		`{"type":"chat.contact.v1","user":"bob","action":"add"}`,
+		`{"type":"chat.contact.v1","from":"alice","user":"Bob","action":"add"}`,
+		`{"type":"chat.contact.v1","from":"a.b","user":"bob","action":"add"}`,
+		`{"type":"chat.contact.v1","from":"alice","user":"` + s65 + `","action":"add"}`,
+		`{"type":"chat.contact.v1","from":"alice","user":"bob","action":"add","remove":"x"}`,
 	} {
 		if _, err := DecodeEvent([]byte(bad)); err == nil {
 			t.Errorf("DecodeEvent(%s) succeeded", bad)
@@ -245,6 +286,73 @@ func TestVisibleTo(t *testing.T) {
 	priv := Event{Type: TypeMessage, From: "alice", Tid: "bob"}
 	if !pub.VisibleTo("carol") || !priv.VisibleTo("alice") || !priv.VisibleTo("bob") || priv.VisibleTo("carol") {
 		t.Error("VisibleTo is wrong")
+	}
+	// Edits, deletes and reactions copy the tid of the message they refer to; RefFrom is its sender.
+	for _, c := range []struct {
+		name string
+		e    Event
+		sees []string // the users who see it, of alice, bob, carol
+	}{
+		{"reaction to a public message", Event{Type: TypeMessage, From: "carol", Kind: KindReact, Ref: 1, RefFrom: "alice", Emoji: "x"},
+			[]string{"alice", "bob", "carol"}},
+		{"edit of a private message", Event{Type: TypeMessage, From: "alice", Tid: "bob", Kind: KindEdit, Ref: 1, RefFrom: "alice"},
+			[]string{"alice", "bob"}},
+		{"delete of a private message", Event{Type: TypeMessage, From: "alice", Tid: "bob", Kind: KindDelete, Ref: 1, RefFrom: "alice"},
+			[]string{"alice", "bob"}},
+		{"reaction by the tid user to a private message", Event{Type: TypeMessage, From: "bob", Tid: "bob", Kind: KindReact, Ref: 1,
+			RefFrom: "alice", Emoji: "x"}, []string{"alice", "bob"}},
+		{"reaction by the sender to their private message", Event{Type: TypeMessage, From: "alice", Tid: "bob", Kind: KindReact,
+			Ref: 1, RefFrom: "alice", Emoji: "x"}, []string{"alice", "bob"}},
+		{"reaction by the tid user, sender carol", Event{Type: TypeMessage, From: "alice", Tid: "alice", Kind: KindReact,
+			Ref: 1, RefFrom: "carol", Emoji: "x"}, []string{"alice", "carol"}},
+	} {
+		for _, u := range []string{"alice", "bob", "carol"} {
+			if got, want := c.e.VisibleTo(u), slices.Contains(c.sees, u); got != want {
+				t.Errorf("%s: VisibleTo(%s) = %v, want %v", c.name, u, got, want)
+			}
+		}
+	}
+}
+
+func TestAudience(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		e    Event
+		want []string
+	}{
+		{"public message", Event{Type: TypeMessage, From: "alice"}, nil},
+		{"reaction to a public message", Event{Type: TypeMessage, From: "bob", Kind: KindReact, RefFrom: "alice"}, nil},
+		{"member event", Event{Type: TypeMember, User: "alice", Action: ActionJoined}, nil},
+		{"private message", Event{Type: TypeMessage, From: "alice", Tid: "bob"}, []string{"alice", "bob"}},
+		{"edit of a private message", Event{Type: TypeMessage, From: "alice", Tid: "bob", Kind: KindEdit, RefFrom: "alice"},
+			[]string{"alice", "bob"}},
+		{"reaction by the tid user", Event{Type: TypeMessage, From: "bob", Tid: "bob", Kind: KindReact, RefFrom: "alice"},
+			[]string{"bob", "alice"}},
+		{"reaction by the sender", Event{Type: TypeMessage, From: "alice", Tid: "bob", Kind: KindReact, RefFrom: "alice"},
+			[]string{"alice", "bob"}},
+	} {
+		got := c.e.Audience()
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: Audience() = %v, want %v", c.name, got, c.want)
+		}
+		seen := map[string]bool{}
+		for _, u := range got {
+			if seen[u] {
+				t.Errorf("%s: Audience() = %v has %s twice", c.name, got, u)
+			}
+			seen[u] = true
+			if !c.e.VisibleTo(u) {
+				t.Errorf("%s: %s is in the audience but may not see it", c.name, u)
+			}
+		}
+		// Everyone else may not see a private event.
+		if got != nil {
+			for _, u := range []string{"alice", "bob", "carol", "dave"} {
+				if !seen[u] && c.e.VisibleTo(u) {
+					t.Errorf("%s: %s sees it but is not in the audience %v", c.name, u, got)
+				}
+			}
+		}
 	}
 }
 
@@ -351,6 +459,10 @@ func FuzzParseConv(f *testing.F) {
 				t.Fatalf("bad direct conversation %+v", c)
 			}
 			checkSubject(t, ContentSubject(c), 5)
+			checkSubject(t, GoneSubject(c, 1), 6)
+			if SubjectKind(ContentSubject(c)) != TypeMessage || SubjectKind(GoneSubject(c, 1)) != TypeGone {
+				t.Fatalf("SubjectKind of the subjects of %v is wrong", c)
+			}
 			if d, err := DirectConv(c.B, c.A); err != nil || d != c {
 				t.Fatalf("DirectConv(%q, %q) = %+v, %v", c.B, c.A, d, err)
 			}
@@ -367,6 +479,10 @@ func FuzzParseConv(f *testing.F) {
 			}
 			checkSubject(t, ContentSubject(c), 4)
 			checkSubject(t, MemberSubject(c.Group), 4)
+			checkSubject(t, GoneSubject(c, 1), 5)
+			if SubjectKind(ContentSubject(c)) != TypeMessage || SubjectKind(GoneSubject(c, 1)) != TypeGone {
+				t.Fatalf("SubjectKind of the subjects of %v is wrong", c)
+			}
 			key := IndexKey("u", c)
 			checkSubject(t, key, 3)
 			if u2, c2, ok := ParseIndexKey(key); !ok || u2 != "u" || c2 != c {
@@ -375,7 +491,7 @@ func FuzzParseConv(f *testing.F) {
 		default:
 			t.Fatalf("ParseConv(%q) has kind %d", s, c.Kind)
 		}
-		for _, subj := range ConvSubjects(c) {
+		for _, subj := range append(ConvSubjects(c), GoneSubject(c, 1)) {
 			if !matchesAny(EventSubjects, subj) {
 				t.Fatalf("subject %q is not bound by the events stream", subj)
 			}
@@ -409,8 +525,15 @@ func FuzzValidIDs(f *testing.F) {
 			if IndexPrefix(s) != s+".>" {
 				t.Fatalf("IndexPrefix(%q) = %q", s, IndexPrefix(s))
 			}
-			if UserKey(s) != s || GroupKey(s) != s {
-				t.Fatalf("UserKey/GroupKey(%q) changed the id", s)
+			if UserKey(s) != s || GroupKey(s) != s || ContactsKey(s) != s {
+				t.Fatalf("UserKey/GroupKey/ContactsKey(%q) changed the id", s)
+			}
+			checkSubject(t, ReadSubject(s), 3)
+			checkSubject(t, ContactSubject(s), 3)
+			checkSubject(t, UnreadChangedSubject(s), 4)
+			if SubjectKind(ReadSubject(s)) != TypeRead || SubjectKind(ContactSubject(s)) != TypeContact ||
+				SubjectKind(MemberSubject(s)) != TypeMember {
+				t.Fatalf("SubjectKind of the subjects of %q is wrong", s)
 			}
 			if c, err := GroupConv(s); err != nil || c.String() != "g:"+s {
 				t.Fatalf("GroupConv(%q) = %v, %v", s, c, err)
@@ -424,6 +547,9 @@ func FuzzValidIDs(f *testing.F) {
 			}
 			mustPanic(t, "MemberSubject", func() { MemberSubject(s) })
 			mustPanic(t, "UserKey", func() { UserKey(s) })
+			mustPanic(t, "ReadSubject", func() { ReadSubject(s) })
+			mustPanic(t, "ContactSubject", func() { ContactSubject(s) })
+			mustPanic(t, "ContactsKey", func() { ContactsKey(s) })
 		}
 		if ValidMid(s) {
 			id := DedupID("alice", s)

@@ -11,7 +11,9 @@ const SchemaBaseURL = "https://eventchat.dev/schemas/v1/"
 
 // SchemaFS holds the JSON Schemas (draft 2020-12) of the stored events, the client and server frames
 // and the HTTP bodies of protocol v1, under jsonschema/: event.<type>.json, client.<cmd>.json,
-// server.<cmd>.json, http.<endpoint>.<request|response>.json, and the shared defs.json they reference.
+// server.<cmd>.json, http.<endpoint>.<request|response>.json, the messages services exchange over
+// NATS, nats.<service>.<message>.json, the values of KV buckets, kv.<bucket>.json, and the shared
+// defs.json they reference.
 //
 //go:embed jsonschema/*.json
 var SchemaFS embed.FS

@@ -29,9 +29,19 @@ var serverCmds = []string{CmdMessage, CmdMember, CmdAck, CmdOK, CmdError, CmdSyn
 var httpSchemas = []string{"http.register.request", "http.register.response", "http.login.request",
 	"http.login.response", "http.error", "http.messages.response", "http.poll.request", "http.poll.response"}
 
+var eventTypes = []string{TypeMessage, TypeMember, TypeRead, TypeContact, TypeGone}
+
+// Internal messages: the unread service's NATS messages (nats.<service>.<message>) and KV values
+// (kv.<bucket>).
+var internalSchemas = []string{"nats.unread.changed", "nats.unread.conversations.request",
+	"nats.unread.conversations.reply", "kv.contacts"}
+
 // expectedSchemas are the base names (without .json) of every schema but defs.json.
 func expectedSchemas() []string {
-	out := []string{"event." + TypeMessage, "event." + TypeMember}
+	var out []string
+	for _, typ := range eventTypes {
+		out = append(out, "event."+typ)
+	}
 	for _, c := range clientCmds {
 		out = append(out, "client."+c)
 	}
@@ -39,6 +49,7 @@ func expectedSchemas() []string {
 		out = append(out, "server."+c)
 	}
 	out = append(out, httpSchemas...)
+	out = append(out, internalSchemas...)
 	sort.Strings(out)
 	return out
 }
@@ -156,8 +167,9 @@ func TestSchemasCompileAndDescribeThemselves(t *testing.T) {
 	for _, c := range serverCmds {
 		checkConst(t, all.docs["server."+c], "cmd", c)
 	}
-	checkConst(t, all.docs["event."+TypeMessage], "type", TypeMessage)
-	checkConst(t, all.docs["event."+TypeMember], "type", TypeMember)
+	for _, typ := range eventTypes {
+		checkConst(t, all.docs["event."+typ], "type", typ)
+	}
 }
 
 func checkConst(t *testing.T, doc map[string]any, prop, want string) {
@@ -200,6 +212,12 @@ func TestDefsEnumsMatchGo(t *testing.T) {
 	if got := enum("memberAction"); !slices.Equal(got, actions) {
 		t.Errorf("memberAction enum %v, Go %v", got, actions)
 	}
+	if got, want := enum("messageKind"), []string{KindDelete, KindEdit, KindReact}; !slices.Equal(got, want) {
+		t.Errorf("messageKind enum %v, Go %v", got, want)
+	}
+	if got, want := enum("contactAction"), []string{ContactAdd, ContactRemove}; !slices.Equal(got, want) {
+		t.Errorf("contactAction enum %v, Go %v", got, want)
+	}
 	for name, want := range map[string]string{
 		"userId": `^[a-z0-9_-]{1,64}$`, "groupId": `^[a-z0-9_-]{1,64}$`, "mid": `^[A-Za-z0-9_-]{1,64}$`,
 		"conv": `^(dm:[a-z0-9_-]{1,64}:[a-z0-9_-]{1,64}|g:[a-z0-9_-]{1,64})$`,
@@ -208,7 +226,8 @@ func TestDefsEnumsMatchGo(t *testing.T) {
 			t.Errorf("defs %s pattern %v, want %s", name, got, want)
 		}
 	}
-	for name, want := range map[string]int{"frameId": MaxFrameIDLen, "msgText": MaxMsgBytes, "name": MaxNameLen} {
+	for name, want := range map[string]int{"frameId": MaxFrameIDLen, "msgText": MaxMsgBytes, "name": MaxNameLen,
+		"emoji": MaxEmojiChars} {
 		if got := defs[name].(map[string]any)["maxLength"]; got != json.Number(itoa(want)) {
 			t.Errorf("defs %s maxLength %v, want %d", name, got, want)
 		}
@@ -298,6 +317,35 @@ func TestGoValuesMatchSchemas(t *testing.T) {
 		Name: "Team", Public: true}
 	invited := Event{Type: TypeMember, Conv: "g:team", Ts: ts, User: "carol", Action: ActionInvited, By: "bob"}
 	left := Event{Type: TypeMember, Conv: "g:team", Ts: ts, User: "carol", Action: ActionLeft}
+	// Edits, deletes and reactions of msg (public, seq 1) and of private (seq 42, alice to bob).
+	edit := Event{Type: TypeMessage, Conv: msg.Conv, Ts: ts, From: "alice", Kind: KindEdit, Ref: 1, RefFrom: "alice",
+		Msg: "hello again"}
+	editMid := Event{Type: TypeMessage, Conv: msg.Conv, Ts: ts, From: "alice", Mid: "e-1", Kind: KindEdit, Ref: 1,
+		RefFrom: "alice", Msg: "fixed"}
+	privEdit := Event{Type: TypeMessage, Conv: private.Conv, Ts: ts, From: "alice", Tid: "bob", Kind: KindEdit, Ref: 42,
+		RefFrom: "alice", Msg: "https://cdn.example/y.png"}
+	del := Event{Type: TypeMessage, Conv: msg.Conv, Ts: ts, From: "alice", Kind: KindDelete, Ref: 1, RefFrom: "alice"}
+	privDel := Event{Type: TypeMessage, Conv: private.Conv, Ts: ts, From: "alice", Tid: "bob", Kind: KindDelete, Ref: 42,
+		RefFrom: "alice", Mid: "d-1"}
+	react := Event{Type: TypeMessage, Conv: msg.Conv, Ts: ts, From: "bob", Kind: KindReact, Ref: 1, RefFrom: "alice",
+		Emoji: "👍"}
+	privReact := Event{Type: TypeMessage, Conv: private.Conv, Ts: ts, From: "bob", Tid: "bob", Kind: KindReact, Ref: 42,
+		RefFrom: "alice", Emoji: strings.Repeat("x", MaxEmojiChars), Remove: true}
+	read := Event{Type: TypeRead, Conv: "g:team", Ts: ts, From: "bob", Seq: 42}
+	addContact := Event{Type: TypeContact, Ts: ts, From: "alice", User: "bob", Action: ContactAdd}
+	removeContact := Event{Type: TypeContact, Ts: ts, From: "alice", User: "bob", Action: ContactRemove}
+	gone := Event{Type: TypeGone, Conv: private.Conv, Ts: ts, Ref: 42}
+
+	last := EventFrame(&msg, 1).(MessageFrame)
+	convItems := []ConversationItem{
+		{Conv: "g:team", Name: "Team", LastSeq: 44, LastTs: ts, LastMessage: ptr(EventFrame(&private, 42).(MessageFrame)), Unread: 2},
+		{Conv: "dm:alice:bob", Name: "Bob", LastSeq: 3, LastTs: ts, LastMessage: &last, Unread: 0},
+		{Conv: "g:empty", Name: "", LastSeq: 5, LastTs: ts, LastMessage: nil, Unread: 0},
+	}
+	var contacts Contacts
+	for i, e := range []Event{addContact, {Type: TypeContact, Ts: ts, From: "alice", User: "carol", Action: ContactAdd}} {
+		contacts.Apply(&e, uint64(10+i))
+	}
 
 	cases := []struct {
 		schema string
@@ -312,6 +360,43 @@ func TestGoValuesMatchSchemas(t *testing.T) {
 		{"server.message", EventFrame(&private, 42)},
 		{"server.member", EventFrame(&creator, 2)},
 		{"server.member", EventFrame(&left, 3)},
+		{"event.chat.message.v1", edit},
+		{"event.chat.message.v1", editMid},
+		{"event.chat.message.v1", privEdit},
+		{"event.chat.message.v1", del},
+		{"event.chat.message.v1", privDel},
+		{"event.chat.message.v1", react},
+		{"event.chat.message.v1", privReact},
+		{"event.chat.read.v1", read},
+		{"event.chat.contact.v1", addContact},
+		{"event.chat.contact.v1", removeContact},
+		{"event.chat.gone.v1", gone},
+		{"server.message", EventFrame(&edit, 2)},
+		{"server.message", EventFrame(&editMid, 3)},
+		{"server.message", EventFrame(&privEdit, 43)},
+		{"server.message", EventFrame(&del, 4)},
+		{"server.message", EventFrame(&privDel, 44)},
+		{"server.message", EventFrame(&react, 5)},
+		{"server.message", EventFrame(&privReact, 45)},
+		{"server.history", HistoryFrame{Cmd: CmdHistory, Conv: "g:team", Messages: []any{EventFrame(&private, 42),
+			EventFrame(&privEdit, 43), EventFrame(&privDel, 44), EventFrame(&privReact, 45)}}},
+		{"server.unread", UnreadFrame{Cmd: CmdUnread, Conv: "g:team", Count: 3, ReadSeq: 40}},
+		{"server.unread", UnreadFrame{Cmd: CmdUnread, Conv: "dm:alice:bob"}},
+		{"server.conversations", ConversationsFrame{Cmd: CmdConversations, ID: "c", Items: convItems}},
+		{"server.conversations", ConversationsFrame{Cmd: CmdConversations, Items: convItems[2:]}},
+		{"server.conversations", ConversationsFrame{Cmd: CmdConversations, Items: []ConversationItem{}}},
+		{"server.contacts", ContactsFrame{Cmd: CmdContacts, ID: "k", Items: contacts.Items}},
+		{"server.contacts", ContactsFrame{Cmd: CmdContacts, Items: []string{}}},
+		{"kv.contacts", contacts},
+		{"kv.contacts", Contacts{Seq: 1, Items: []string{}}},
+		{"nats.unread.changed", UnreadChanged{User: "bob", Conv: "g:team", Count: 0, ReadSeq: 44, Cause: 46}},
+		{"nats.unread.changed", UnreadChanged{User: "bob", Conv: "dm:alice:bob", Count: 2, Cause: 1}},
+		{"nats.unread.conversations.request", ConversationsRequest{User: "alice", MinSeq: 46}},
+		{"nats.unread.conversations.request", ConversationsRequest{User: "alice"}},
+		{"nats.unread.conversations.reply", ConversationsReply{Items: convItems, Seq: 46}},
+		{"nats.unread.conversations.reply", ConversationsReply{Items: []ConversationItem{}}},
+		{"nats.unread.conversations.reply", ConversationsReply{ErrCode: CodeUnavailable, ErrMsg: "behind"}},
+		{"nats.unread.conversations.reply", ConversationsReply{Items: []ConversationItem{}, Seq: 9, ErrCode: CodeInternal}},
 		{"server.ack", AckFrame{Cmd: CmdAck, ID: "c1", Conv: msg.Conv, Seq: 42, Mid: msg.Mid, Ts: ts}},
 		{"server.ack", AckFrame{Cmd: CmdAck, Conv: msg.Conv, Seq: 1, Mid: msg.Mid, Ts: ts}},
 		{"server.ok", OKFrame{Cmd: CmdOK}},
@@ -362,6 +447,139 @@ func TestGoValuesMatchSchemas(t *testing.T) {
 	}
 	if all.schemas["event.chat.message.v1"].Validate(inst) == nil {
 		t.Error("a message frame validates as a stored event")
+	}
+}
+
+// rejectValue marshals v with encoding/json and asserts that schema name refuses it.
+func rejectValue(t *testing.T, all compiled, name, why string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.schemas[name].Validate(inst) == nil {
+		t.Errorf("%s accepts %s (%s)", name, data, why)
+	}
+}
+
+// Each conditional rule of the stored message event, pinned by one Go value that breaks only it
+// (the same values without the breaking field validate, see TestGoValuesMatchSchemas).
+func TestMessageEventRules(t *testing.T) {
+	all := loadSchemas(t)
+	const ts = "2025-03-01T12:00:00.000Z"
+	base := func(kind string) Event {
+		e := Event{Type: TypeMessage, Conv: "g:team", Ts: ts, From: "alice", Kind: kind, Ref: 42, RefFrom: "alice"}
+		switch kind {
+		case "":
+			e.Ref, e.RefFrom, e.Mid, e.MsgType, e.Msg = 0, "", "m-1", "text", "hi"
+		case KindEdit:
+			e.Msg = "fixed"
+		case KindReact:
+			e.From, e.Emoji = "bob", "👍"
+		}
+		return e
+	}
+	for _, kind := range []string{"", KindEdit, KindDelete, KindReact} {
+		validateValue(t, all, "event.chat.message.v1", base(kind))
+		for _, conv := range []string{"dm:alice:bob", "g:team"} {
+			e := base(kind)
+			e.Conv = conv
+			validateValue(t, all, "event.chat.message.v1", e)
+			e.Tid = "bob"
+			if conv == "g:team" {
+				validateValue(t, all, "event.chat.message.v1", e)
+			} else {
+				rejectValue(t, all, "event.chat.message.v1", "tid in a direct conversation", e)
+			}
+		}
+	}
+	for _, c := range []struct {
+		kind   string
+		why    string
+		change func(*Event)
+	}{
+		{"", "message without mid", func(e *Event) { e.Mid = "" }},
+		{"", "message without msgType", func(e *Event) { e.MsgType = "" }},
+		{"", "message without msg", func(e *Event) { e.Msg = "" }},
+		{"", "ref without kind", func(e *Event) { e.Ref = 41 }},
+		{"", "refFrom without kind", func(e *Event) { e.RefFrom = "bob" }},
+		{"", "emoji without kind", func(e *Event) { e.Emoji = "👍" }},
+		{"", "remove without kind", func(e *Event) { e.Remove = true }},
+		{"", "seq on a message", func(e *Event) { e.Seq = 3 }},
+		{"", "member fields on a message", func(e *Event) { e.User = "bob" }},
+		{KindEdit, "edit without ref", func(e *Event) { e.Ref = 0 }},
+		{KindEdit, "edit without refFrom", func(e *Event) { e.RefFrom = "" }},
+		{KindEdit, "edit without msg", func(e *Event) { e.Msg = "" }},
+		{KindEdit, "edit with emoji", func(e *Event) { e.Emoji = "👍" }},
+		{KindEdit, "edit with remove", func(e *Event) { e.Remove = true }},
+		{KindDelete, "delete without ref", func(e *Event) { e.Ref = 0 }},
+		{KindDelete, "delete without refFrom", func(e *Event) { e.RefFrom = "" }},
+		{KindDelete, "delete with msg", func(e *Event) { e.Msg = "x" }},
+		{KindDelete, "delete with msgType", func(e *Event) { e.MsgType = "text" }},
+		{KindDelete, "delete with emoji", func(e *Event) { e.Emoji = "👍" }},
+		{KindDelete, "delete with remove", func(e *Event) { e.Remove = true }},
+		{KindReact, "react without ref", func(e *Event) { e.Ref = 0 }},
+		{KindReact, "react without refFrom", func(e *Event) { e.RefFrom = "" }},
+		{KindReact, "react without emoji", func(e *Event) { e.Emoji = "" }},
+		{KindReact, "react with msg", func(e *Event) { e.Msg = "x" }},
+		{KindReact, "react with msgType", func(e *Event) { e.MsgType = "text" }},
+		{KindReact, "emoji too long", func(e *Event) { e.Emoji = strings.Repeat("x", MaxEmojiChars+1) }},
+		{"pin", "unknown kind", func(e *Event) {}},
+	} {
+		e := base(c.kind)
+		c.change(&e)
+		rejectValue(t, all, "event.chat.message.v1", c.why, e)
+	}
+	// The non-message events.
+	read := Event{Type: TypeRead, Conv: "g:team", Ts: ts, From: "bob", Seq: 42}
+	contact := Event{Type: TypeContact, Ts: ts, From: "alice", User: "bob", Action: ContactAdd}
+	gone := Event{Type: TypeGone, Conv: "g:team", Ts: ts, Ref: 42}
+	for _, c := range []struct {
+		schema string
+		why    string
+		e      Event
+		change func(*Event)
+	}{
+		// Event.Seq is omitted when 0: a read of seq 0 changes nothing and must not be stored.
+		{"event.chat.read.v1", "read without seq", read, func(e *Event) { e.Seq = 0 }},
+		{"event.chat.read.v1", "read without from", read, func(e *Event) { e.From = "" }},
+		{"event.chat.read.v1", "read of a message", read, func(e *Event) { e.Msg = "x" }},
+		{"event.chat.contact.v1", "contact with a bad action", contact, func(e *Event) { e.Action = "block" }},
+		{"event.chat.contact.v1", "contact with a member action", contact, func(e *Event) { e.Action = ActionJoined }},
+		{"event.chat.contact.v1", "contact without user", contact, func(e *Event) { e.User = "" }},
+		{"event.chat.contact.v1", "contact in a conversation", contact, func(e *Event) { e.Conv = "dm:alice:bob" }},
+		{"event.chat.gone.v1", "gone without ref", gone, func(e *Event) { e.Ref = 0 }},
+		{"event.chat.gone.v1", "gone with a kind", gone, func(e *Event) { e.Kind = KindDelete }},
+		{"event.chat.gone.v1", "gone with from", gone, func(e *Event) { e.From = "alice" }},
+		{"event.chat.message.v1", "a read is not a message", read, func(e *Event) {}},
+		{"event.chat.read.v1", "a gone marker is not a read", gone, func(e *Event) {}},
+	} {
+		e := c.e
+		c.change(&e)
+		rejectValue(t, all, c.schema, c.why, e)
+	}
+}
+
+// Lists are arrays, never null: a Go value with a nil slice is refused, so whoever builds one must
+// use an empty slice.
+func TestNilListsAreRefused(t *testing.T) {
+	all := loadSchemas(t)
+	for _, c := range []struct {
+		schema string
+		v      any
+	}{
+		{"server.contacts", ContactsFrame{Cmd: CmdContacts}},
+		{"server.conversations", ConversationsFrame{Cmd: CmdConversations}},
+		{"server.history", HistoryFrame{Cmd: CmdHistory, Conv: "g:team"}},
+		{"http.messages.response", MessagesResponse{}},
+		{"kv.contacts", Contacts{Seq: 1}},
+		{"nats.unread.conversations.reply", ConversationsReply{Seq: 1}},
+	} {
+		rejectValue(t, all, c.schema, "nil list", c.v)
 	}
 }
 
