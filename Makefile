@@ -1,8 +1,8 @@
 # eventchat: the two commands a newcomer needs are `make run` and `make test`.
 GO      ?= go
-MODULES := schemas platform services/gateway services/presence cmd/chatd bench
+MODULES := schemas platform services/gateway services/presence services/unread cmd/chatd bench
 # Packages with tests; bench is run by `make bench`, not by the tests.
-TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./services/presence/... ./cmd/chatd/...
+TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./services/presence/... ./services/unread/... ./cmd/chatd/...
 
 .PHONY: run test vet build modules bench bench-quick fmt fuzz clean
 
@@ -14,7 +14,7 @@ run:
 ## again under the race detector)
 test: vet modules
 	$(GO) test -count=1 -timeout 15m $(TESTED)
-	$(GO) test -count=1 -race -timeout 15m ./services/gateway/... ./services/presence/...
+	$(GO) test -count=1 -race -timeout 15m ./services/gateway/... ./services/presence/... ./services/unread/...
 
 vet:
 	$(GO) vet $(TESTED) ./bench/...
@@ -25,7 +25,7 @@ modules:
 
 build:
 	mkdir -p bin
-	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway ./services/presence/cmd/presence
+	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway ./services/presence/cmd/presence ./services/unread/cmd/unread
 
 ## bench: the benchmark suite (minutes); results in bench/results/<date>.json
 bench:

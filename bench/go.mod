@@ -7,6 +7,7 @@ replace (
 	github.com/eventchat/chat/schemas => ../schemas
 	github.com/eventchat/chat/services/gateway => ../services/gateway
 	github.com/eventchat/chat/services/presence => ../services/presence
+	github.com/eventchat/chat/services/unread => ../services/unread
 )
 
 require (
@@ -15,6 +16,7 @@ require (
 	github.com/eventchat/chat/schemas v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/services/presence v0.0.0-00010101000000-000000000000
+	github.com/eventchat/chat/services/unread v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nuid v1.0.1

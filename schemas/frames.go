@@ -138,13 +138,14 @@ type ContactsFrame struct {
 	Items []string `json:"items"`
 }
 
-// AckFrame answers a stored message.
+// AckFrame answers a stored message, edit, delete or reaction. Mid is always set for a message;
+// for the others only when the command carried one.
 type AckFrame struct {
 	Cmd  string `json:"cmd"`
 	ID   string `json:"id,omitempty"`
 	Conv string `json:"conv"`
 	Seq  uint64 `json:"seq"`
-	Mid  string `json:"mid"`
+	Mid  string `json:"mid,omitempty"`
 	Ts   string `json:"ts"`
 }
 

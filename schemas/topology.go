@@ -10,17 +10,21 @@ import (
 
 // The whole JetStream topology of the system, on one screen: every stream, bucket and consumer.
 //
-//	stream CHAT_EVENTS   subjects chat.msg.>, chat.mem.>   the event log; stream sequence = protocol seq
+//	stream CHAT_EVENTS   subjects chat.msg.>, chat.mem.>, chat.read.>, chat.contact.>, chat.gone.>
+//	                     the event log; stream sequence = protocol seq (subjects: subjects.go)
 //	                     writers: gateway (appends client commands as events)
 //	                     readers: gateway (live ordered consumer per process; per-request ordered consumers
-//	                              for sync and history), later presence/unread/archiver (durable consumers)
-//	bucket chat_users    key <user>              account: name, password hash      writer/reader: gateway
+//	                              for sync and history), unread (ordered consumer per instance, whole log),
+//	                              later the archiver (durable consumer)
+//	bucket chat_users    key <user>              account: name, password hash      writer: gateway; readers: gateway, unread (names)
 //	bucket chat_groups   key <group>             group state projected from chat.mem.g.<group> (members,
 //	                                             since/left seqs, last applied seq)  writer/reader: gateway
 //	bucket chat_index    key <user>.d.<other>,   the conversations a user is or was in; chooses the
 //	                         <user>.g.<group>    subjects a sync reads             writer/reader: gateway
 //	bucket chat_secrets  key jwt-hs256           generated token signing key (when none is configured)
-//	presence buckets and subjects: see presence.go
+//	bucket chat_contacts key <user>              contact list projected from chat.contact.<user>  writer/reader: gateway
+//	objects chat_unread  object state            unread projection snapshot        writer/reader: unread
+//	presence buckets and subjects: see presence.go; the unread service's subjects: unread.go
 const (
 	EventsStream  = "CHAT_EVENTS"
 	UsersBucket   = "chat_users"

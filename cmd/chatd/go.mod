@@ -20,6 +20,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/eventchat/chat/services/presence v0.0.0-00010101000000-000000000000
+	github.com/eventchat/chat/services/unread v0.0.0-00010101000000-000000000000
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
@@ -42,3 +43,5 @@ require (
 )
 
 replace github.com/eventchat/chat/services/presence => ../../services/presence
+
+replace github.com/eventchat/chat/services/unread => ../../services/unread

@@ -14,6 +14,7 @@ import (
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway"
 	"github.com/eventchat/chat/services/presence"
+	"github.com/eventchat/chat/services/unread"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -25,6 +26,7 @@ type config struct {
 	Topology schemas.Topology
 	Gateway  gateway.Config
 	Presence presence.Config
+	Unread   unread.Config
 }
 
 func (c *config) bind(f *platform.Flags) {
@@ -34,10 +36,11 @@ func (c *config) bind(f *platform.Flags) {
 	f.BindTopology(&c.Topology)
 	c.Gateway.Bind(f)
 	c.Presence.Bind(f)
+	c.Unread.Bind(f)
 }
 
 func main() {
-	cfg := config{Gateway: gateway.Defaults(), Presence: presence.Defaults()}
+	cfg := config{Gateway: gateway.Defaults(), Presence: presence.Defaults(), Unread: unread.Defaults()}
 	if err := platform.ParseFlags("chatd", os.Args[1:], cfg.bind); err != nil {
 		platform.Fatal(platform.ExitConfig, err)
 	}
@@ -94,6 +97,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 		return err
 	}
 	defer platform.DrainNATS(prNC, 10*time.Second)
+	unNC, err := platform.ConnectInProcess(ns, "chatd-unread", log)
+	if err != nil {
+		return err
+	}
+	defer platform.DrainNATS(unNC, 10*time.Second)
 	gw, err := gateway.New(cfg.Gateway, gateway.Deps{NATS: gwNC, Log: log, Ops: ops, Topology: cfg.Topology})
 	if err != nil {
 		return configError{err}
@@ -102,13 +110,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return configError{err}
 	}
+	un, err := unread.New(cfg.Unread, unread.Deps{NATS: unNC, Log: log, Ops: ops, Topology: cfg.Topology})
+	if err != nil {
+		return configError{err}
+	}
 	// The services run as one group: the first to fail stops the others; all drain on ctx.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pr.Run(gctx) })
+	g.Go(func() error { return un.Run(gctx) })
 	g.Go(func() error { return gw.Run(gctx) })
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
-	for _, r := range []<-chan struct{}{pr.Ready(), gw.Ready()} {
+	for _, r := range []<-chan struct{}{pr.Ready(), un.Ready(), gw.Ready()} {
 		select {
 		case <-r:
 		case err := <-done:

@@ -10,13 +10,14 @@ import (
 	"github.com/eventchat/chat/platform"
 	gt "github.com/eventchat/chat/services/gateway/gatewaytest"
 	"github.com/eventchat/chat/services/presence"
+	"github.com/eventchat/chat/services/unread"
 )
 
 // start runs the all-in-one on dir and returns its URL and a stop function that waits for it.
 // Presence timings are short so tests see transitions quickly.
 func start(t *testing.T, dir string) (string, func()) {
 	t.Helper()
-	cfg := config{DataDir: dir, Gateway: gt.TestConfig(), Presence: presence.Defaults()}
+	cfg := config{DataDir: dir, Gateway: gt.TestConfig(), Presence: presence.Defaults(), Unread: unread.Defaults()}
 	cfg.Presence.Grace, cfg.Presence.Sweep = time.Second, 50*time.Millisecond
 	cfg.Gateway.PresenceHeartbeat = 300 * time.Millisecond
 	cfg.Topology.PresenceConnTTL = 2 * time.Second

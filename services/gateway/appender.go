@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -19,6 +20,7 @@ import (
 const (
 	jsErrWrongLastSequence = 10071 // Nats-Expected-Last-Subject-Sequence did not hold (R1)
 	jsErrWrongLastSeqClust = 10164 // the same on a replicated stream
+	jsErrWrongLastMsgID    = 10070 // Nats-Expected-Last-Msg-Id did not hold
 	jsErrBatchDuplicate    = 10201 // an atomic batch contained a message id already stored
 )
 
@@ -37,6 +39,12 @@ func (e *jsError) Error() string {
 func isWrongLastSeq(err error) bool {
 	var je *jsError
 	return errors.As(err, &je) && (je.ErrCode == jsErrWrongLastSequence || je.ErrCode == jsErrWrongLastSeqClust)
+}
+
+// isJSError reports whether err is a JetStream publish error with code errCode.
+func isJSError(err error, errCode int) bool {
+	var je *jsError
+	return errors.As(err, &je) && je.ErrCode == errCode
 }
 
 type pubAck struct {
@@ -67,6 +75,14 @@ type outMsg struct {
 	data    []byte
 	// msgID, when set, is the Nats-Msg-Id: JetStream stores an id once per dedup window.
 	msgID string
+	// expectLast, when set, stores the message only if the last sequence of expectSubject (of
+	// subject when expectSubject is empty) is *expectLast (Nats-Expected-Last-Subject-Sequence and
+	// -Subject): a compare-and-swap on the log. Not for the group commit.
+	expectLast    *uint64
+	expectSubject string
+	// expectLastMsgID, when set, stores the message only if the stream's last message id is this
+	// (Nats-Expected-Last-Msg-Id). Single publishes only: atomic batches refuse it.
+	expectLastMsgID string
 }
 
 // appendResult is what became of one appended event.
@@ -246,6 +262,15 @@ func newMsg(m outMsg, reply string) *nats.Msg {
 	if m.msgID != "" {
 		msg.Header.Set(nats.MsgIdHdr, m.msgID)
 	}
+	if m.expectLast != nil {
+		msg.Header.Set(nats.ExpectedLastSubjSeqHdr, strconv.FormatUint(*m.expectLast, 10))
+		if m.expectSubject != "" {
+			msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, m.expectSubject)
+		}
+	}
+	if m.expectLastMsgID != "" {
+		msg.Header.Set(nats.ExpectedLastMsgIdHdr, m.expectLastMsgID)
+	}
 	return msg
 }
 
@@ -400,34 +425,33 @@ func (a *appender) sweep(stop <-chan struct{}) {
 	}
 }
 
-// appendAtomic stores msgs as one atomic batch, outside the group commit. When expectLast is not
-// nil, the first message is stored only if its subject's last sequence is *expectLast (a membership
-// compare-and-swap); otherwise nothing is stored and isWrongLastSeq(err) holds. It returns the
-// sequence of each message.
-func appendAtomic(ctx context.Context, nc *nats.Conn, msgs []outMsg, expectLast *uint64) ([]uint64, error) {
+// appendAtomic stores msgs as one atomic batch, outside the group commit: all of them or none.
+// Each message may carry its own expectations (outMsg.expectLast); when one does not hold nothing is
+// stored and isWrongLastSeq(err) holds. It returns the sequence of each message.
+func appendAtomic(ctx context.Context, nc *nats.Conn, msgs []outMsg) ([]uint64, error) {
 	if len(msgs) == 0 {
 		return nil, nil
+	}
+	if len(msgs) == 1 {
+		ack, err := publishSync(ctx, nc, msgs[0])
+		if err != nil {
+			return nil, err
+		}
+		return []uint64{ack.Seq}, nil
 	}
 	batchID := nuid.Next()
 	var resp *nats.Msg
 	for i, om := range msgs {
 		m := newMsg(om, "")
-		if i == 0 && expectLast != nil {
-			m.Header.Set("Nats-Expected-Last-Subject-Sequence", strconv.FormatUint(*expectLast, 10))
-		}
-		if len(msgs) > 1 {
-			m.Header.Set("Nats-Batch-Id", batchID)
-			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		}
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i < len(msgs)-1 {
 			if err := nc.PublishMsg(m); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if len(msgs) > 1 {
-			m.Header.Set("Nats-Batch-Commit", "1")
-		}
+		m.Header.Set("Nats-Batch-Commit", "1")
 		var err error
 		if resp, err = nc.RequestMsgWithContext(ctx, m); err != nil {
 			return nil, err
@@ -442,4 +466,20 @@ func appendAtomic(ctx context.Context, nc *nats.Conn, msgs []outMsg, expectLast 
 		seqs[i] = ack.Seq - uint64(len(msgs)) + 1 + uint64(i)
 	}
 	return seqs, nil
+}
+
+// publishSync appends one message outside the group commit and waits for JetStream's answer
+// (stored, and fsynced where the stream syncs every write). A duplicate message id answers with
+// the first copy's sequence and Duplicate set.
+func publishSync(ctx context.Context, nc *nats.Conn, m outMsg) (pubAck, error) {
+	resp, err := nc.RequestMsgWithContext(ctx, newMsg(m, ""))
+	if err != nil {
+		return pubAck{}, err
+	}
+	return parsePubAck(resp.Data)
+}
+
+// isLostAnswer reports whether an append may or may not have been stored: its answer did not come.
+func isLostAnswer(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)
 }

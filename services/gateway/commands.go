@@ -41,10 +41,14 @@ func (gw *Gateway) dispatch(ctx context.Context, s *session, f *schemas.ClientFr
 		return gw.cmdPresence(ctx, s, f)
 	case schemas.CmdActivity:
 		return gw.cmdActivity(s, f)
-	case schemas.CmdEdit, schemas.CmdDelete, schemas.CmdReact, schemas.CmdRead,
-		schemas.CmdConversations, schemas.CmdContacts:
-		// Part of protocol v1, served by services not yet deployed (see docs/protocol.md).
-		return schemas.Errorf(schemas.CodeUnavailable, f.Cmd+" is not available on this server yet")
+	case schemas.CmdEdit, schemas.CmdDelete, schemas.CmdReact:
+		return gw.cmdChange(ctx, s, f)
+	case schemas.CmdRead:
+		return gw.cmdRead(ctx, s, f)
+	case schemas.CmdConversations:
+		return gw.cmdConversations(ctx, s, f)
+	case schemas.CmdContacts:
+		return gw.cmdContacts(ctx, s, f)
 	}
 	return badRequest("unknown cmd")
 }
@@ -58,16 +62,13 @@ func (gw *Gateway) cmdMessage(ctx context.Context, s *session, f *schemas.Client
 		return badRequest("mid must match ^[A-Za-z0-9_-]{1,64}$")
 	case !schemas.MessageTypes[f.Type]:
 		return badRequest("type must be text, image, audio or file")
-	case f.Msg == nil || *f.Msg == "":
-		return badRequest("msg is empty")
-	case len(*f.Msg) > schemas.MaxMsgBytes:
-		return schemas.Errorf(schemas.CodeTooLarge, "msg longer than 16 KiB")
-	case !utf8.ValidString(*f.Msg):
-		return badRequest("msg is not valid UTF-8")
 	case f.To != "" && f.Conv != "":
 		return badRequest("give conv or to, not both")
 	case f.To == "" && f.Conv == "":
 		return badRequest("conv or to is required")
+	}
+	if err := checkMsgText(f.Msg); err != nil {
+		return err
 	}
 	conv, err := gw.authorizeSend(ctx, s.user, f)
 	if err != nil {
@@ -103,6 +104,19 @@ func (gw *Gateway) cmdMessage(ctx context.Context, s *session, f *schemas.Client
 	return nil
 }
 
+// checkMsgText validates the msg of a message or an edit.
+func checkMsgText(msg *string) error {
+	switch {
+	case msg == nil || *msg == "":
+		return badRequest("msg is empty")
+	case len(*msg) > schemas.MaxMsgBytes:
+		return schemas.Errorf(schemas.CodeTooLarge, "msg longer than 16 KiB")
+	case !utf8.ValidString(*msg):
+		return badRequest("msg is not valid UTF-8")
+	}
+	return nil
+}
+
 // finishAck answers a stored (or failed) message and releases its slot.
 func (gw *Gateway) finishAck(s *session, id string, e *schemas.Event, r appendResult, start time.Time) {
 	defer s.inflight.Done()
@@ -113,25 +127,34 @@ func (gw *Gateway) finishAck(s *session, id string, e *schemas.Event, r appendRe
 	}
 	ack := schemas.AckFrame{Cmd: schemas.CmdAck, ID: id, Conv: e.Conv, Seq: r.seq, Mid: e.Mid, Ts: e.Ts}
 	if r.dup {
-		gw.metrics.dups.Inc()
 		ctx, cancel := context.WithTimeout(gw.baseCtx, commandTimeout)
 		defer cancel()
-		m, err := gw.stream.GetMsg(ctx, r.seq)
-		if err != nil {
-			s.replyErr(id, fmt.Errorf("read first copy of a retried mid: %w", err))
-			return
-		}
-		first, err := schemas.DecodeEvent(m.Data)
-		if err != nil {
+		if err := gw.firstAck(ctx, &ack); err != nil {
 			s.replyErr(id, err)
 			return
 		}
-		ack.Conv, ack.Ts = first.Conv, first.Ts
 	} else {
 		gw.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	}
 	gw.metrics.acks.Inc()
+	s.noteSeq(ack.Seq)
 	s.reply(ack)
+}
+
+// firstAck turns ack into the first ack of a retried mid: ack.Seq is the first copy's seq, whose
+// conv and ts are read back from the log.
+func (gw *Gateway) firstAck(ctx context.Context, ack *schemas.AckFrame) error {
+	gw.metrics.dups.Inc()
+	m, err := gw.stream.GetMsg(ctx, ack.Seq)
+	if err != nil {
+		return fmt.Errorf("read first copy of a retried mid: %w", err)
+	}
+	first, err := schemas.DecodeEvent(m.Data)
+	if err != nil {
+		return err
+	}
+	ack.Conv, ack.Ts = first.Conv, first.Ts
+	return nil
 }
 
 // authorizeSend resolves the conversation of a message frame and checks that the sender may post
@@ -178,6 +201,25 @@ func (gw *Gateway) authorizeSend(ctx context.Context, user string, f *schemas.Cl
 		return conv, badRequest("tid must be a member of the group")
 	}
 	return conv, nil
+}
+
+// requireMember answers forbidden unless user is a member of conv now (for a direct conversation:
+// one of its two users), whether the conversation exists or not.
+func (gw *Gateway) requireMember(ctx context.Context, user string, conv schemas.Conv) error {
+	if conv.IsDirect() {
+		if !conv.Has(user) {
+			return errForbidden
+		}
+		return nil
+	}
+	_, member, err := gw.groups.memberNow(ctx, conv.Group, user)
+	if err != nil {
+		return err
+	}
+	if !member {
+		return errForbidden
+	}
+	return nil
 }
 
 // indexDirect records a direct conversation in both users' conversation index, once per process.
@@ -236,7 +278,7 @@ func (gw *Gateway) cmdCreate(ctx context.Context, s *session, f *schemas.ClientF
 		return err
 	}
 	ts := schemas.FormatTime(time.Now())
-	_, err = gw.groups.change(ctx, conv.Group, func(g *schemas.Group) ([]schemas.Event, error) {
+	g, err := gw.groups.change(ctx, conv.Group, func(g *schemas.Group) ([]schemas.Event, error) {
 		if g.Exists() {
 			return nil, schemas.Errorf(schemas.CodeConflict, "group exists")
 		}
@@ -251,6 +293,7 @@ func (gw *Gateway) cmdCreate(ctx context.Context, s *session, f *schemas.ClientF
 	if err != nil {
 		return err
 	}
+	s.noteSeq(g.Seq)
 	s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: f.ID})
 	return nil
 }
@@ -290,7 +333,7 @@ func (gw *Gateway) cmdMembership(ctx context.Context, s *session, f *schemas.Cli
 		}
 	}
 	ts := schemas.FormatTime(time.Now())
-	_, err = gw.groups.change(ctx, conv.Group, func(g *schemas.Group) ([]schemas.Event, error) {
+	g, err := gw.groups.change(ctx, conv.Group, func(g *schemas.Group) ([]schemas.Event, error) {
 		ev := schemas.Event{Type: schemas.TypeMember, Conv: conv.String(), Ts: ts, User: target, Action: action, By: s.user}
 		switch f.Cmd {
 		case schemas.CmdJoin:
@@ -317,6 +360,7 @@ func (gw *Gateway) cmdMembership(ctx context.Context, s *session, f *schemas.Cli
 	if err != nil {
 		return err
 	}
+	s.noteSeq(g.Seq)
 	s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: f.ID})
 	return nil
 }

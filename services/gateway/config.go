@@ -56,6 +56,12 @@ type Config struct {
 	BatchAtomicMin int
 	AppendTimeout  time.Duration
 
+	// UnreadTimeout bounds a request to the unread service (conversations); past it, or with no
+	// instance running, the command answers unavailable.
+	UnreadTimeout time.Duration
+	// MaxContacts bounds a user's contact list; adding past it answers bad_request.
+	MaxContacts int
+
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration
 }
@@ -94,6 +100,9 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Int(&c.BatchAtomicMin, "batch-atomic-min", "CHAT_BATCH_ATOMIC_MIN", 8,
 		"smallest group-commit batch stored as one atomic batch (0: never; use 0 when JetStream does not fsync every write)")
 	f.Duration(&c.AppendTimeout, "append-timeout", "CHAT_APPEND_TIMEOUT", 10*time.Second, "wait for JetStream to acknowledge an append")
+	f.Duration(&c.UnreadTimeout, "unread-timeout", "CHAT_UNREAD_TIMEOUT", 3*time.Second,
+		"wait for the unread service to answer conversations (then unavailable)")
+	f.Int(&c.MaxContacts, "max-contacts", "CHAT_MAX_CONTACTS", 1000, "most contacts per user")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 20*time.Second, "graceful drain limit")
 }
 
@@ -105,6 +114,7 @@ func Defaults() Config {
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
 		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+		UnreadTimeout: 3 * time.Second, MaxContacts: 1000,
 	}
 }
 
@@ -140,6 +150,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PingInterval < time.Second || c.AuthTimeout <= 0 || c.AppendTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("ping-interval (>= 1s), auth-timeout, append-timeout and shutdown-timeout must be positive"))
+	}
+	if c.UnreadTimeout <= 0 || c.UnreadTimeout > time.Minute {
+		errs = append(errs, fmt.Errorf("unread-timeout %s: between 0 and 1m", c.UnreadTimeout))
+	}
+	if c.MaxContacts < 1 || c.MaxContacts > 10000 {
+		errs = append(errs, fmt.Errorf("max-contacts %d: between 1 and 10000", c.MaxContacts))
 	}
 	if err := c.Tokens.Validate(); err != nil {
 		errs = append(errs, err)

@@ -50,6 +50,8 @@ type Gateway struct {
 	tokens   *auth.Tokens
 	appender *appender
 	groups   *groups
+	contacts *contactStore
+	book     *contactBook
 	hub      *hub
 	index    jetstream.KeyValue
 	upgrader websocket.Upgrader
@@ -136,6 +138,7 @@ func (gw *Gateway) Run(ctx context.Context) error {
 	}
 	users, groupsKV, index, secrets := kv(schemas.UsersBucket), kv(schemas.GroupsBucket), kv(schemas.IndexBucket), kv(schemas.SecretsBucket)
 	gw.presenceKV = kv(schemas.PresenceBucket)
+	contactsKV := kv(schemas.ContactsBucket)
 	if err != nil {
 		return fmt.Errorf("gateway: buckets: %w", err)
 	}
@@ -145,6 +148,8 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: tokens: %w", err)
 	}
 	gw.groups = newGroups(gw.nc, gw.stream, groupsKV, index)
+	gw.contacts = &contactStore{nc: gw.nc, stream: gw.stream, kv: contactsKV}
+	gw.book = newContactBook(gw)
 	gw.deps.Ops.AddCheck("nats", func(context.Context) error {
 		if !gw.nc.IsConnected() {
 			return errors.New("not connected")
@@ -173,8 +178,10 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 
-	// Presence changes and typing notices: core NATS, every gateway hears all of them.
-	for subj, h := range map[string]nats.MsgHandler{schemas.PresenceChangedAll: gw.onPresenceChanged, schemas.TypingAll: gw.onTyping} {
+	// Presence changes, typing notices and unread changes: core NATS, every gateway hears all of
+	// them.
+	for subj, h := range map[string]nats.MsgHandler{schemas.PresenceChangedAll: gw.onPresenceChanged,
+		schemas.TypingAll: gw.onTyping, schemas.UnreadChangedAll: gw.onUnreadChanged} {
 		sub, err := gw.nc.Subscribe(subj, h)
 		if err != nil {
 			gw.appender.close()

@@ -169,12 +169,17 @@ func isKVConflict(err error) bool {
 
 // lastSeq is the sequence of the last event on subj, 0 if none.
 func (gs *groups) lastSeq(ctx context.Context, subj string) (uint64, error) {
-	m, err := gs.stream.GetLastMsgForSubject(ctx, subj)
+	return lastSeqOf(ctx, gs.stream, subj)
+}
+
+// lastSeqOf is the sequence of the last event on subj, 0 if none.
+func lastSeqOf(ctx context.Context, stream jetstream.Stream, subj string) (uint64, error) {
+	m, err := stream.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("groups: last of %s: %w", subj, err)
+		return 0, fmt.Errorf("last of %s: %w", subj, err)
 	}
 	return m.Sequence, nil
 }
@@ -214,7 +219,8 @@ func (gs *groups) change(ctx context.Context, group string, decide decideFunc) (
 			msgs[i] = outMsg{subject: schemas.MemberSubject(group), data: data}
 		}
 		expect := g.Seq
-		seqs, err := appendAtomic(ctx, gs.nc, msgs, &expect)
+		msgs[0].expectLast = &expect
+		seqs, err := appendAtomic(ctx, gs.nc, msgs)
 		if isWrongLastSeq(err) {
 			continue // lost a race: re-read, re-decide
 		}

@@ -282,6 +282,8 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.reply(schemas.OKFrame{Cmd: schemas.CmdOK, ID: id})
 	}
 	s.setConn(conn, hj.conn)
+	gw.book.track(s.user)
+	defer gw.book.untrack(s.user)
 	gw.reportConn(s, schemas.ConnConnect)
 	s.live.Store(true)
 	if gw.draining.Load() {

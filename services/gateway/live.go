@@ -109,12 +109,31 @@ func (lf *liveFeed) run(ctx context.Context) error {
 		}
 		lf.gw.metrics.liveEvents.Inc()
 		lf.gw.metrics.liveLagSeconds.Observe(time.Since(meta.Timestamp).Seconds())
-		e, err := schemas.DecodeEvent(msg.Data())
-		if err != nil {
-			lf.gw.log.Error("live feed: undecodable event", "seq", meta.Sequence.Stream, "err", err)
-			continue
-		}
-		lf.deliver(ctx, &e, meta.Sequence.Stream)
+		lf.handle(ctx, msg.Subject(), msg.Data(), meta.Sequence.Stream)
+	}
+}
+
+// handle routes one event of the log by its subject. Only conversation events are delivered to
+// sessions; contact changes update the contact book; read and deletion markers concern other
+// readers (the unread service, the gone check) and are skipped.
+func (lf *liveFeed) handle(ctx context.Context, subject string, data []byte, seq uint64) {
+	kind := schemas.SubjectKind(subject)
+	switch kind {
+	case schemas.TypeMessage, schemas.TypeMember, schemas.TypeContact:
+	default:
+		return
+	}
+	e, err := schemas.DecodeEvent(data)
+	if err != nil || e.Type != kind {
+		lf.gw.log.Error("live feed: undecodable event", "seq", seq, "subject", subject, "type", e.Type, "err", err)
+		return
+	}
+	if kind == schemas.TypeContact {
+		lf.gw.book.apply(&e, seq)
+		return
+	}
+	if e.IsConvEvent() {
+		lf.deliver(ctx, &e, seq)
 	}
 }
 
@@ -168,24 +187,32 @@ func (gw *Gateway) recipients(ctx context.Context, dst []*session, e *schemas.Ev
 		return dst, err
 	}
 	var g *schemas.Group
-	if conv.Kind == schemas.ConvGroup && e.Tid == "" {
+	if conv.Kind == schemas.ConvGroup {
 		if g, err = gw.groups.cached(ctx, conv.Group); err != nil {
 			return dst, err
 		}
 	}
+	sees := func(u string) bool {
+		if conv.IsDirect() {
+			return conv.Has(u)
+		}
+		return g.MemberAt(u, seq) || (e.Type == schemas.TypeMember && u == e.User)
+	}
 	h := gw.hub
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	switch {
-	case e.Tid != "":
-		// A private message inside a group: its sender and its target only (both were members
-		// when it was accepted).
-		return h.targets(dst, e.From, e.Tid), nil
-	case conv.IsDirect():
-		return h.targets(dst, conv.A, conv.B), nil
+	if audience := e.Audience(); audience != nil {
+		// A private message inside a group, or an edit, delete or reaction of one: its sender, its
+		// target and the original author only (each once), while members.
+		for _, u := range audience {
+			if sees(u) {
+				dst = h.targets(dst, u)
+			}
+		}
+		return dst, nil
 	}
-	sees := func(u string) bool {
-		return g.MemberAt(u, seq) || (e.Type == schemas.TypeMember && u == e.User)
+	if conv.IsDirect() {
+		return h.targets(dst, conv.A, conv.B), nil
 	}
 	// Walk whichever is smaller: the group's members or this gateway's users.
 	if len(g.Members) <= len(h.users) {

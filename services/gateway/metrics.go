@@ -20,6 +20,12 @@ type metrics struct {
 	liveEvents      prometheus.Counter
 	liveLagSeconds  prometheus.Histogram
 	closes          *prometheus.CounterVec
+	changes         *prometheus.CounterVec
+	reads           prometheus.Counter
+	contactChanges  *prometheus.CounterVec
+	unreadPushes    prometheus.Counter
+	unreadDups      prometheus.Counter
+	unreadSeconds   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,9 +58,29 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_session_closes_total",
 			Help: "Sessions closed by the server, by close code."}, []string{"code"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_message_changes_total",
+			Help: "Edits, deletes and reactions stored (retries answered from the first copy included), by kind."}, []string{"kind"}),
+		reads: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_reads_total",
+			Help: "Read markers stored."}),
+		contactChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_contact_changes_total",
+			Help: "Contacts added or removed (changes that changed nothing are not counted), by action."}, []string{"action"}),
+		unreadPushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_unread_pushes_total",
+			Help: "Unread frames queued to sessions."}),
+		unreadDups: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_unread_duplicates_total",
+			Help: "Unread changes dropped for a session that already got that change (several unread instances publish each)."}),
+		unreadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_unread_request_seconds",
+			Help:    "Time the unread service took to answer a conversations request (failures included).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	reg.MustRegister(m.connections, m.connsTotal, m.framesIn, m.framesOut, m.acks, m.dups, m.errors,
-		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes)
+		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes,
+		m.changes, m.reads, m.contactChanges, m.unreadPushes, m.unreadDups, m.unreadSeconds)
+	for _, k := range []string{schemas.KindEdit, schemas.KindDelete, schemas.KindReact} {
+		m.changes.WithLabelValues(k)
+	}
+	for _, a := range []string{schemas.ContactAdd, schemas.ContactRemove} {
+		m.contactChanges.WithLabelValues(a)
+	}
 	for _, c := range schemas.ErrCodes {
 		m.errors.WithLabelValues(string(c))
 	}

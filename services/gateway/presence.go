@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,7 +100,9 @@ func (gw *Gateway) heartbeats(ctx context.Context) {
 }
 
 // peers are the users who share a conversation with a user: its direct partners and the members
-// of its groups. They see its presence and it sees theirs. Cached briefly per user.
+// of its groups. They see its presence and it sees theirs. Contacts see presence one way (who
+// added B sees B's): they come from the contact book (contacts.go), kept exact by the live feed,
+// not from this cache. Cached briefly per user.
 type peerCache struct {
 	mu      sync.Mutex
 	entries map[string]peerEntry
@@ -201,13 +204,31 @@ func (gw *Gateway) onPresenceChanged(m *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(gw.baseCtx, commandTimeout)
 	defer cancel()
-	audience, err := gw.peers(ctx, ch.User)
+	audience, err := gw.presenceAudience(ctx, ch.User)
 	if err != nil {
 		gw.log.Warn("presence push: peers", "err", err)
 		return
 	}
 	push := presencePush{Cmd: schemas.CmdPresence, presenceItem: presenceItem{User: ch.User, Status: ch.Status, LastSeen: optional(ch.LastSeen)}}
 	gw.pushTo(audience, "", push)
+}
+
+// presenceAudience are the users who get user's presence changes: its peers and the local users
+// who have it as a contact. The result must not be modified.
+func (gw *Gateway) presenceAudience(ctx context.Context, user string) (map[string]struct{}, error) {
+	peers, err := gw.peers(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	watchers := map[string]struct{}{}
+	gw.book.watchersOf(user, watchers)
+	if len(watchers) == 0 {
+		return peers, nil
+	}
+	for u := range peers {
+		watchers[u] = struct{}{}
+	}
+	return watchers, nil
 }
 
 // pushTo sends an ephemeral frame (not an event of the log) to the local sessions of users,
@@ -248,8 +269,8 @@ func optional(s string) *string {
 	return &s
 }
 
-// cmdPresence answers the status of users: from the presence bucket for the asker's peers (and
-// the asker), offline with no lastSeen for anyone else.
+// cmdPresence answers the status of users: from the presence bucket for the asker's peers and
+// contacts (and the asker), offline with no lastSeen for anyone else.
 func (gw *Gateway) cmdPresence(ctx context.Context, s *session, f *schemas.ClientFrame) error {
 	if len(f.Users) == 0 || len(f.Users) > maxPresenceQuery {
 		return badRequest(fmt.Sprintf("users must list 1 to %d user ids", maxPresenceQuery))
@@ -263,10 +284,16 @@ func (gw *Gateway) cmdPresence(ctx context.Context, s *session, f *schemas.Clien
 	if err != nil {
 		return err
 	}
+	contacts, err := gw.book.contactsOf(ctx, s.user)
+	if err != nil {
+		return err
+	}
 	items := make([]presenceItem, 0, len(f.Users))
 	for _, u := range f.Users {
 		item := presenceItem{User: u, Status: schemas.StatusOffline}
-		if _, ok := visible[u]; ok || u == s.user {
+		_, peer := visible[u]
+		_, contact := slices.BinarySearch(contacts, u)
+		if peer || contact || u == s.user {
 			st, err := gw.presenceOf(ctx, u)
 			if err != nil {
 				return err

@@ -95,9 +95,10 @@ func (gw *Gateway) userFilters(ctx context.Context, user string, after uint64) (
 }
 
 // canSee reports whether user may see event e at seq: as a member of its conversation at that
-// seq (or the subject of a membership event), and as sender or target of a private message.
+// seq (or the subject of a membership event), and, for a private message and the edits, deletes
+// and reactions of one, as one of its audience (Event.VisibleTo): the live feed's rule.
 func (gw *Gateway) canSee(ctx context.Context, user string, e *schemas.Event, seq uint64) (bool, error) {
-	if !e.VisibleTo(user) {
+	if !e.IsConvEvent() || !e.VisibleTo(user) {
 		return false, nil
 	}
 	conv, err := schemas.ParseConv(e.Conv)
@@ -237,7 +238,7 @@ func (gw *Gateway) history(ctx context.Context, user string, q historyQuery) ([]
 	out := []any{}
 	collect := func(dst *[]any) func(e *schemas.Event, seq uint64) bool {
 		return func(e *schemas.Event, seq uint64) bool {
-			if e.VisibleTo(user) {
+			if e.IsConvEvent() && e.VisibleTo(user) {
 				*dst = append(*dst, schemas.EventFrame(e, seq))
 			}
 			return true

@@ -69,6 +69,13 @@ type session struct {
 	hbSlot int           // which tick of the heartbeat interval reports this connection
 	typing *rate.Limiter // typing notices relayed
 
+	// lastStored is the highest seq stored for one of this session's commands (for the minimum
+	// seq of a conversations request).
+	lastStored atomic.Uint64
+	// unreadCauses: per conversation, the cause of the last unread change pushed (dedup).
+	unreadMu     sync.Mutex
+	unreadCauses map[string]uint64
+
 	limiter  *rate.Limiter
 	strikes  int
 	badness  *rate.Limiter

@@ -73,6 +73,10 @@ type params struct {
 	PresenceMeasure      time.Duration `json:"-"`
 	PresenceCPUWindow    time.Duration `json:"-"`
 	PresenceHeartbeat    time.Duration `json:"-"`
+
+	// Unread phase (flag -unread): messages of each scenario's generated log.
+	Unread         bool `json:"unread"`
+	UnreadMessages int  `json:"unreadMessages"`
 }
 
 // MarshalJSON writes the durations as Go duration strings ("20s"), for people to read.
@@ -104,6 +108,7 @@ func defaultParams(quick bool) params {
 		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 3 * time.Second,
 		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,
 		PresenceHeartbeat: schemas.PresenceHeartbeat,
+		Unread:            true, UnreadMessages: 200_000,
 	}
 	if quick {
 		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
@@ -112,6 +117,7 @@ func defaultParams(quick bool) params {
 		// the user's connections with a consumer whose cost grows with the bucket).
 		p.PresenceUsers, p.PresenceRawDuration = 2500, 1500*time.Millisecond
 		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
+		p.UnreadMessages = 50_000
 	}
 	cfg := gatewaytest.TestConfig()
 	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
@@ -134,7 +140,9 @@ func main() {
 	rawOn := flag.Bool("raw", true, "run the raw JetStream phases")
 	gatewayOn := flag.Bool("gateway", true, "run the gateway phases")
 	presenceOn := flag.Bool("presence", true, "run the presence phase (its own nats-server, fsync on)")
-	onlyPresence := flag.Bool("only-presence", false, "run only the presence phase (as -raw=false -gateway=false)")
+	onlyPresence := flag.Bool("only-presence", false, "run only the presence phase (as -raw=false -gateway=false -unread=false)")
+	unreadOn := flag.Bool("unread", true, "run the unread phase (a fresh nats-server per scenario, fsync off)")
+	onlyUnread := flag.Bool("only-unread", false, "run only the unread phase")
 	presenceUsers := flag.Int("presence-users", 0, "presence phase: simulated users (0: default 10000, 2500 with -quick)")
 	presenceConns := flag.Int("presence-conns-per-user", 0, "presence phase: connections per user (0: default 2)")
 	flag.Parse()
@@ -142,9 +150,12 @@ func main() {
 	http.DefaultClient.Timeout = 30 * time.Second
 
 	p := defaultParams(*quick)
-	p.Raw, p.Gateway, p.Presence = *rawOn, *gatewayOn, *presenceOn
+	p.Raw, p.Gateway, p.Presence, p.Unread = *rawOn, *gatewayOn, *presenceOn, *unreadOn
 	if *onlyPresence {
-		p.Raw, p.Gateway, p.Presence = false, false, true
+		p.Raw, p.Gateway, p.Presence, p.Unread = false, false, true, false
+	}
+	if *onlyUnread {
+		p.Raw, p.Gateway, p.Presence, p.Unread = false, false, false, true
 	}
 	setIf(&p.PresenceUsers, *presenceUsers)
 	setIf(&p.PresenceConnsPerUser, *presenceConns)
@@ -172,6 +183,10 @@ func main() {
 		rep.Presence = runPresence(p, func(name string) func() func() {
 			return namedProfiler(*cpuProfile, *execTrace, "presence-"+name)
 		})
+	}
+	if p.Unread {
+		log.Printf("unread: starting")
+		rep.Unread = runUnread(p)
 	}
 	rep.finish()
 	rep.print(os.Stdout)

@@ -130,8 +130,10 @@ type report struct {
 	GatewayFsyncOnOverRawFsyncOff float64 `json:"gatewayFsyncOnOverRawFsyncOff,omitempty"`
 	// Presence is the presence phase, on its own nats-server with fsync on.
 	Presence *presenceResult `json:"presence,omitempty"`
-	Seconds  float64         `json:"seconds"`
-	started  time.Time
+	// Unread is the unread phase: one fresh nats-server per scenario, fsync off.
+	Unread  []unreadResult `json:"unread,omitempty"`
+	Seconds float64        `json:"seconds"`
+	started time.Time
 }
 
 func newReport(p params) *report {
@@ -177,6 +179,11 @@ func (r *report) failed() bool {
 			return true
 		}
 	}
+	for _, u := range r.Unread {
+		if u.Error != "" {
+			return true
+		}
+	}
 	return r.Presence != nil && len(r.Presence.Errors) > 0
 }
 
@@ -205,6 +212,25 @@ func (r *report) print(w io.Writer) {
 	if r.Presence != nil {
 		r.Presence.print(w, p)
 	}
+	if len(r.Unread) > 0 {
+		printUnread(w, r.Unread)
+	}
+}
+
+// printUnread writes the unread phase, one scenario a line.
+func printUnread(w io.Writer, rs []unreadResult) {
+	fmt.Fprintf(w, "\nunread: rebuilding the projection from the log, against a raw ordered consumer of the same stream\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tevents\traw events/s\tservice events/s\tservice/raw\tprojection ns/event\tprojection MB\t")
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\terror: %s\t\t\t\t\t\t\n", r.Name, r.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.0f\t%.1f\t\n", r.Name, r.Events, r.RawPerSec, r.ServicePerSec,
+			r.ServiceOverRaw, r.ProjectionNsPer, float64(r.ProjectionBytes)/1e6)
+	}
+	tw.Flush()
 }
 
 // printSettings writes the raw and gateway phases: one column per durability setting.
