@@ -16,9 +16,10 @@
 //     and on shutdown; an instance starts from the snapshot and reads only the events after it.
 //   - Once it has caught up with the log's head at start, an instance joins the queue group
 //     "unread" and answers conversations requests, waiting (bounded) for the MinSeq a request
-//     names; the answer's Unread-Instance header names the instance. A read, and a delete that changes counts, publish UnreadChanged for the users
-//     concerned; every instance publishes the same changes (gateways drop repeated causes). Old
-//     events replayed after a start publish nothing.
+//     names; the answer's Unread-Instance header names the instance.
+//   - A read, and a delete that changes counts, publish UnreadChanged for the users concerned;
+//     every instance publishes the same changes (gateways drop repeated causes). Old events
+//     replayed after a start publish nothing.
 package unread
 
 import (
