@@ -1,10 +1,10 @@
 # eventchat: the two commands a newcomer needs are `make run` and `make test`.
 GO      ?= go
-MODULES := schemas platform services/gateway services/presence services/unread cmd/chatd bench
+MODULES := schemas platform services/gateway services/presence services/unread services/archiver cmd/chatd cmd/chatctl bench
 # Packages with tests; bench is run by `make bench`, not by the tests.
-TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./services/presence/... ./services/unread/... ./cmd/chatd/...
+TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./services/presence/... ./services/unread/... ./services/archiver/... ./cmd/chatd/... ./cmd/chatctl/...
 
-.PHONY: run test vet build modules bench bench-quick fmt fuzz clean
+.PHONY: run test vet build modules bench bench-quick fmt fuzz clean k8s-check
 
 ## run: the whole system on the embedded default (NATS with JetStream in ./data), URL printed
 run:
@@ -12,7 +12,7 @@ run:
 
 ## test: every test (vet, unit and integration tests, each module on its own too; the gateway
 ## again under the race detector)
-test: vet modules
+test: vet modules k8s-check
 	$(GO) test -count=1 -timeout 15m $(TESTED)
 	$(GO) test -count=1 -race -timeout 15m ./services/gateway/... ./services/presence/... ./services/unread/...
 
@@ -23,9 +23,14 @@ vet:
 modules:
 	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./... ) || exit 1; done
 
+## k8s-check: lint and render the Helm chart with several value sets and check the manifests
+## (builds helm into .cache/bin the first time: a couple of minutes, offline through the Go proxy)
+k8s-check:
+	deploy/k8s/check.sh
+
 build:
 	mkdir -p bin
-	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway ./services/presence/cmd/presence ./services/unread/cmd/unread
+	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway ./services/presence/cmd/presence ./services/unread/cmd/unread ./services/archiver/cmd/archiver ./cmd/chatctl
 
 ## bench: the benchmark suite (minutes); results in bench/results/<date>.json
 bench:

@@ -1,6 +1,11 @@
 package schemas
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // The archiver's NATS contract. The archiver is the only service that talks to ClickHouse; the
 // gateway and chatctl reach the archive through these requests (queue group "archiver": any
@@ -18,7 +23,36 @@ const (
 	ArchiveEventsRq      = "chat.archive.req.events"
 	ArchiveAnalyticsRq   = "chat.archive.req.analytics"
 	MaxArchiveEventsPage = 1000
+	// MaxArchiveConvs is the most conversations one ArchiveEventsRequest may name.
+	MaxArchiveConvs = 1000
 )
+
+// ArchiverConsumerConfig is the durable consumer every archiver instance shares: the whole log
+// from its first event, every subject, explicit acks (an event is acknowledged once ClickHouse
+// holds it), redelivered after ackWait without an ack or progress signal, never given up.
+func ArchiverConsumerConfig(ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ArchiverConsumer,
+		Description:   "archiver: every event into ClickHouse; its ack floor is the archived seq",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	}
+}
+
+// The archiver trims the stream's content, never its other events: it purges TrimmedSubjects
+// below a trim point, and records the point first (bucket ArchiveBucket, key ArchiveTrimKey, the
+// decimal seq; it only rises). Every event of those subjects below the point is archived; readers
+// take max(the stream's first seq, the point) as the first seq whose content the stream still
+// holds. Membership, contact and deletion-marker events stay in the stream: the compare-and-swap
+// appends and the projections that repair from the log need them.
+const ArchiveTrimKey = "trimmed"
+
+// TrimmedSubjects are the subjects the archiver purges below its trim point.
+var TrimmedSubjects = []string{"chat.msg.>", "chat.read.>"}
 
 // ArchiveConv is one conversation of an ArchiveEventsRequest and the seqs the user may see in it:
 // from From (inclusive) to To (exclusive; 0: no end), as the gateway's membership rules say. The
@@ -51,7 +85,10 @@ type ArchivedEvent struct {
 }
 
 // ArchiveEventsReply answers an ArchiveEventsRequest, in the order asked. Archived is the highest
-// seq the archive holds (every event up to it is there); an error has ErrCode.
+// seq the archive holds (every event up to it is there: the archiver consumer's ack floor, read
+// before the query); Events holds only seqs up to Archived, so a page never skips an event still
+// in flight to the archive: the events after Archived are read from the stream (and if the
+// stream's first seq is already past Archived+1, ask again). An error has ErrCode.
 type ArchiveEventsReply struct {
 	Events   []ArchivedEvent `json:"events"`
 	Archived uint64          `json:"archived"`

@@ -23,6 +23,8 @@ import (
 //	                         <user>.g.<group>    subjects a sync reads             writer/reader: gateway
 //	bucket chat_secrets  key jwt-hs256           generated token signing key (when none is configured)
 //	bucket chat_contacts key <user>              contact list projected from chat.contact.<user>  writer/reader: gateway
+//	bucket chat_archive  key trimmed             content events below this seq may be purged from the
+//	                                             stream (all archived)  writer: archiver; reader: gateway
 //	objects chat_unread  object state            unread projection snapshot        writer/reader: unread
 //	presence buckets and subjects: see presence.go; the unread service's subjects: unread.go
 const (
@@ -34,6 +36,8 @@ const (
 	// ContactsBucket holds each user's contact list, key ContactsKey(owner), value Contacts: a
 	// projection of the chat.contact.<owner> events, written by the gateway that appends them.
 	ContactsBucket = "chat_contacts"
+	// ArchiveBucket holds the archive's state that other services read: key ArchiveTrimKey.
+	ArchiveBucket = "chat_archive"
 
 	// SecretKeyHS256 is the key of the generated HS256 token signing secret in SecretsBucket.
 	SecretKeyHS256 = "jwt-hs256"
@@ -106,6 +110,7 @@ func BucketConfigs(t Topology) []jetstream.KeyValueConfig {
 		{Bucket: IndexBucket, Description: "conversations per user", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: SecretsBucket, Description: "generated signing keys", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 		{Bucket: ContactsBucket, Description: "contact lists projected from contact events", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: ArchiveBucket, Description: "archive state: the stream's trim point", History: 1, Replicas: r, Storage: jetstream.FileStorage},
 	}
 }
 

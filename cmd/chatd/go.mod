@@ -16,9 +16,25 @@ require (
 )
 
 require (
+	github.com/ClickHouse/ch-go v0.74.0 // indirect
+	github.com/ClickHouse/clickhouse-go/v2 v2.50.0 // indirect
+	github.com/andybalholm/brotli v1.2.6 // indirect
+	github.com/go-faster/city v1.0.1 // indirect
+	github.com/go-faster/errors v0.7.1 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/paulmach/orb v0.13.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.27 // indirect
+	github.com/segmentio/asm v1.2.1 // indirect
+	github.com/shopspring/decimal v1.5.0 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+)
+
+require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/eventchat/chat/services/archiver v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/services/presence v0.0.0-00010101000000-000000000000
 	github.com/eventchat/chat/services/unread v0.0.0-00010101000000-000000000000
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
@@ -45,3 +61,5 @@ require (
 replace github.com/eventchat/chat/services/presence => ../../services/presence
 
 replace github.com/eventchat/chat/services/unread => ../../services/unread
+
+replace github.com/eventchat/chat/services/archiver => ../../services/archiver

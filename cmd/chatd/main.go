@@ -5,13 +5,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
+	"github.com/eventchat/chat/services/archiver"
+	"github.com/eventchat/chat/services/archiver/localch"
 	"github.com/eventchat/chat/services/gateway"
 	"github.com/eventchat/chat/services/presence"
 	"github.com/eventchat/chat/services/unread"
@@ -27,6 +32,11 @@ type config struct {
 	Gateway  gateway.Config
 	Presence presence.Config
 	Unread   unread.Config
+	Archiver archiver.Config
+	// LocalClickHouse: "auto" starts a ClickHouse server from the installed binary, with its data
+	// in <data dir>/clickhouse, when no CHAT_CLICKHOUSE_ADDR is given; "off" never does. Tests
+	// leave it empty, which is off.
+	LocalClickHouse string
 }
 
 func (c *config) bind(f *platform.Flags) {
@@ -37,10 +47,13 @@ func (c *config) bind(f *platform.Flags) {
 	c.Gateway.Bind(f)
 	c.Presence.Bind(f)
 	c.Unread.Bind(f)
+	c.Archiver.Bind(f)
+	f.String(&c.LocalClickHouse, "local-clickhouse", "CHAT_LOCAL_CLICKHOUSE", "auto",
+		"auto: run the installed ClickHouse server in <data-dir>/clickhouse for the archive when CHAT_CLICKHOUSE_ADDR is empty; off: never")
 }
 
 func main() {
-	cfg := config{Gateway: gateway.Defaults(), Presence: presence.Defaults(), Unread: unread.Defaults()}
+	cfg := config{Gateway: gateway.Defaults(), Presence: presence.Defaults(), Unread: unread.Defaults(), Archiver: archiver.Defaults()}
 	if err := platform.ParseFlags("chatd", os.Args[1:], cfg.bind); err != nil {
 		platform.Fatal(platform.ExitConfig, err)
 	}
@@ -51,7 +64,15 @@ func main() {
 	ctx, stop := platform.SignalContext()
 	defer stop()
 	if err := run(ctx, cfg, log, func(addr string) {
-		fmt.Printf("\n  chat is running: open http://%s/\n  data: %s   stop: Ctrl-C\n\n", addr, cfg.DataDir)
+		fmt.Printf("\n  chat is running: open http://%s/\n  data: %s   stop: Ctrl-C\n", addr, cfg.DataDir)
+		if cfg.Archiver.Enabled() {
+			fmt.Printf("  archive: ClickHouse at %s, database %s (chatctl analytics ...)\n\n",
+				strings.Join(cfg.Archiver.Addrs, ","), cfg.Archiver.Database)
+		} else {
+			fmt.Printf("  archive: off. To keep every event in ClickHouse for long-term history and analytics,\n" +
+				"  install it (apt-get install clickhouse-server clickhouse-client) and run again, or set\n" +
+				"  CHAT_CLICKHOUSE_ADDR=host:9000 to use a running server.\n\n")
+		}
 	}); err != nil {
 		code := platform.ExitFailure
 		if _, ok := err.(configError); ok {
@@ -80,6 +101,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	}()
 	log.Info("embedded nats started", "store", cfg.NATS.StoreDir, "sync_always", cfg.NATS.SyncAlways)
 
+	if !cfg.Archiver.Enabled() && cfg.LocalClickHouse == "auto" {
+		ch, err := startLocalClickHouse(ctx, cfg.DataDir, log)
+		switch {
+		case errors.Is(err, localch.ErrNotInstalled):
+			log.Info("archive off: no ClickHouse installed and CHAT_CLICKHOUSE_ADDR not set")
+		case err != nil:
+			return err
+		default:
+			defer ch.Stop()
+			cfg.Archiver.Addrs = []string{ch.Addr()}
+		}
+	}
 	if !cfg.NATS.SyncAlways && cfg.Gateway.BatchAtomicMin != 0 {
 		// Atomic batches only pay for themselves by sharing an fsync.
 		log.Info("fsync per write is off: group commit uses pipelined appends, not atomic batches")
@@ -114,10 +147,26 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return configError{err}
 	}
+	var ar *archiver.Service
+	if cfg.Archiver.Enabled() {
+		arNC, err := platform.ConnectInProcess(ns, "chatd-archiver", log)
+		if err != nil {
+			return err
+		}
+		defer platform.DrainNATS(arNC, 10*time.Second)
+		// A ClickHouse outage must not make the chat server unready: the archiver catches up.
+		if ar, err = archiver.New(cfg.Archiver, archiver.Deps{NATS: arNC, Log: log, Ops: ops, Topology: cfg.Topology,
+			SkipReadiness: true}); err != nil {
+			return configError{err}
+		}
+	}
 	// The services run as one group: the first to fail stops the others; all drain on ctx.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pr.Run(gctx) })
 	g.Go(func() error { return un.Run(gctx) })
+	if ar != nil {
+		g.Go(func() error { return ar.Run(gctx) })
+	}
 	g.Go(func() error { return gw.Run(gctx) })
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
@@ -133,4 +182,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	}
 	ready(gw.Addr())
 	return <-done
+}
+
+// startLocalClickHouse runs the installed ClickHouse server with its data in <dataDir>/clickhouse,
+// on free loopback ports.
+func startLocalClickHouse(ctx context.Context, dataDir string, log *slog.Logger) (*localch.Server, error) {
+	if _, _, err := localch.Binary(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(dataDir, "clickhouse")
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	ch, err := localch.Start(sctx, dir, localch.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("local ClickHouse: %w", err)
+	}
+	log.Info("local ClickHouse started for the archive", "addr", ch.Addr(), "dir", dir)
+	return ch, nil
 }

@@ -59,6 +59,9 @@ type Config struct {
 	// UnreadTimeout bounds a request to the unread service (conversations); past it, or with no
 	// instance running, the command answers unavailable.
 	UnreadTimeout time.Duration
+	// ArchiveTimeout bounds a request to the archiver (history and sync older than the stream
+	// keeps); past it the read answers unavailable.
+	ArchiveTimeout time.Duration
 	// MaxContacts bounds a user's contact list; adding past it answers bad_request.
 	MaxContacts int
 
@@ -102,6 +105,8 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Duration(&c.AppendTimeout, "append-timeout", "CHAT_APPEND_TIMEOUT", 10*time.Second, "wait for JetStream to acknowledge an append")
 	f.Duration(&c.UnreadTimeout, "unread-timeout", "CHAT_UNREAD_TIMEOUT", 3*time.Second,
 		"wait for the unread service to answer conversations (then unavailable)")
+	f.Duration(&c.ArchiveTimeout, "archive-timeout", "CHAT_ARCHIVE_TIMEOUT", 5*time.Second,
+		"wait for the archiver to answer a history or sync request older than the stream keeps (then unavailable)")
 	f.Int(&c.MaxContacts, "max-contacts", "CHAT_MAX_CONTACTS", 1000, "most contacts per user")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 20*time.Second, "graceful drain limit")
 }
@@ -114,7 +119,7 @@ func Defaults() Config {
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
 		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
-		UnreadTimeout: 3 * time.Second, MaxContacts: 1000,
+		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000,
 	}
 }
 
@@ -153,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UnreadTimeout <= 0 || c.UnreadTimeout > time.Minute {
 		errs = append(errs, fmt.Errorf("unread-timeout %s: between 0 and 1m", c.UnreadTimeout))
+	}
+	if c.ArchiveTimeout <= 0 || c.ArchiveTimeout > time.Minute {
+		errs = append(errs, fmt.Errorf("archive-timeout %s: between 0 and 1m", c.ArchiveTimeout))
 	}
 	if c.MaxContacts < 1 || c.MaxContacts > 10000 {
 		errs = append(errs, fmt.Errorf("max-contacts %d: between 1 and 10000", c.MaxContacts))

@@ -66,6 +66,13 @@ type Gateway struct {
 	addr       atomic.Value
 	ready      chan struct{}
 	sessions   sync.WaitGroup
+
+	// The archive boundary (archive.go): the stream's first seq, cached; per group, the seq of its
+	// creation event if the stream keeps it, else 0; a test hook.
+	first             firstCache
+	archiveKV         jetstream.KeyValue // the archiver's trim point
+	groupStarts       sync.Map
+	testAfterBoundary testHook
 }
 
 // New checks the configuration and prepares a gateway; Run starts it.
@@ -139,6 +146,7 @@ func (gw *Gateway) Run(ctx context.Context) error {
 	users, groupsKV, index, secrets := kv(schemas.UsersBucket), kv(schemas.GroupsBucket), kv(schemas.IndexBucket), kv(schemas.SecretsBucket)
 	gw.presenceKV = kv(schemas.PresenceBucket)
 	contactsKV := kv(schemas.ContactsBucket)
+	gw.archiveKV = kv(schemas.ArchiveBucket)
 	if err != nil {
 		return fmt.Errorf("gateway: buckets: %w", err)
 	}

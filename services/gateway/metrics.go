@@ -26,6 +26,11 @@ type metrics struct {
 	unreadPushes    prometheus.Counter
 	unreadDups      prometheus.Counter
 	unreadSeconds   prometheus.Histogram
+	archiveRequests *prometheus.CounterVec
+	archiveSeconds  prometheus.Histogram
+	archiveEvents   prometheus.Counter
+	archiveRefused  prometheus.Counter
+	boundaryMoves   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,10 +76,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		unreadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_unread_request_seconds",
 			Help:    "Time the unread service took to answer a conversations request (failures included).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		archiveRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_archive_requests_total",
+			Help: "Requests to the archiver (history and sync older than the stream keeps), by result: ok, no_archive (no archiver running), timeout, error."},
+			[]string{"result"}),
+		archiveSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_archive_request_seconds",
+			Help:    "Time the archiver took to answer a request (failures included).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		archiveEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_events_total",
+			Help: "Events read from the archive."}),
+		archiveRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_refused_events_total",
+			Help: "Events the archive returned that the gateway's own visibility rules refused (should stay 0: the archiver's filter disagrees with the gateway's)."}),
+		boundaryMoves: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_boundary_moves_total",
+			Help: "History and sync reads during which the stream's first seq moved past where they read it, so that the events in between were read from the archive."}),
 	}
 	reg.MustRegister(m.connections, m.connsTotal, m.framesIn, m.framesOut, m.acks, m.dups, m.errors,
 		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes,
-		m.changes, m.reads, m.contactChanges, m.unreadPushes, m.unreadDups, m.unreadSeconds)
+		m.changes, m.reads, m.contactChanges, m.unreadPushes, m.unreadDups, m.unreadSeconds,
+		m.archiveRequests, m.archiveSeconds, m.archiveEvents, m.archiveRefused, m.boundaryMoves)
+	for _, r := range []string{"ok", "no_archive", "timeout", "error"} {
+		m.archiveRequests.WithLabelValues(r)
+	}
 	for _, k := range []string{schemas.KindEdit, schemas.KindDelete, schemas.KindReact} {
 		m.changes.WithLabelValues(k)
 	}

@@ -77,6 +77,16 @@ type params struct {
 	// Unread phase (flag -unread): messages of each scenario's generated log.
 	Unread         bool `json:"unread"`
 	UnreadMessages int  `json:"unreadMessages"`
+
+	// Archive phase (flag -archive): rows drained, the lag run's rate and length, the rows and
+	// conversations of the history archive and the requests timed.
+	Archive            bool          `json:"archive"`
+	ArchiveRows        int           `json:"archiveRows"`
+	ArchiveLagRate     int           `json:"archiveLagRate"`
+	ArchiveLagDuration time.Duration `json:"-"`
+	HistoryRows        int           `json:"historyRows"`
+	HistoryConvs       int           `json:"historyConvs"`
+	HistoryRequests    int           `json:"historyRequests"`
 }
 
 // MarshalJSON writes the durations as Go duration strings ("20s"), for people to read.
@@ -118,6 +128,7 @@ func defaultParams(quick bool) params {
 		p.PresenceUsers, p.PresenceRawDuration = 2500, 1500*time.Millisecond
 		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
 		p.UnreadMessages = 50_000
+		p.ArchiveRows, p.ArchiveLagDuration, p.HistoryRows, p.HistoryConvs, p.HistoryRequests = 100_000, 4*time.Second, 1_000_000, 1000, 300
 	}
 	cfg := gatewaytest.TestConfig()
 	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
@@ -143,6 +154,8 @@ func main() {
 	onlyPresence := flag.Bool("only-presence", false, "run only the presence phase (as -raw=false -gateway=false -unread=false)")
 	unreadOn := flag.Bool("unread", true, "run the unread phase (a fresh nats-server per scenario, fsync off)")
 	onlyUnread := flag.Bool("only-unread", false, "run only the unread phase")
+	archiveOn := flag.Bool("archive", true, "run the archive phase (a local ClickHouse from the installed binary)")
+	onlyArchive := flag.Bool("only-archive", false, "run only the archive phase")
 	presenceUsers := flag.Int("presence-users", 0, "presence phase: simulated users (0: default 10000, 2500 with -quick)")
 	presenceConns := flag.Int("presence-conns-per-user", 0, "presence phase: connections per user (0: default 2)")
 	flag.Parse()
@@ -150,12 +163,15 @@ func main() {
 	http.DefaultClient.Timeout = 30 * time.Second
 
 	p := defaultParams(*quick)
-	p.Raw, p.Gateway, p.Presence, p.Unread = *rawOn, *gatewayOn, *presenceOn, *unreadOn
+	p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = *rawOn, *gatewayOn, *presenceOn, *unreadOn, *archiveOn
 	if *onlyPresence {
-		p.Raw, p.Gateway, p.Presence, p.Unread = false, false, true, false
+		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, true, false, false
 	}
 	if *onlyUnread {
-		p.Raw, p.Gateway, p.Presence, p.Unread = false, false, false, true
+		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, false, true, false
+	}
+	if *onlyArchive {
+		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, false, false, true
 	}
 	setIf(&p.PresenceUsers, *presenceUsers)
 	setIf(&p.PresenceConnsPerUser, *presenceConns)
@@ -187,6 +203,10 @@ func main() {
 	if p.Unread {
 		log.Printf("unread: starting")
 		rep.Unread = runUnread(p)
+	}
+	if p.Archive {
+		log.Printf("archive: starting")
+		rep.Archive = runArchive(p)
 	}
 	rep.finish()
 	rep.print(os.Stdout)

@@ -131,7 +131,9 @@ type report struct {
 	// Presence is the presence phase, on its own nats-server with fsync on.
 	Presence *presenceResult `json:"presence,omitempty"`
 	// Unread is the unread phase: one fresh nats-server per scenario, fsync off.
-	Unread  []unreadResult `json:"unread,omitempty"`
+	Unread []unreadResult `json:"unread,omitempty"`
+	// Archive is the archive phase: a local ClickHouse and a fresh nats-server, fsync off.
+	Archive *archiveResult `json:"archive,omitempty"`
 	Seconds float64        `json:"seconds"`
 	started time.Time
 }
@@ -184,6 +186,9 @@ func (r *report) failed() bool {
 			return true
 		}
 	}
+	if r.Archive != nil && r.Archive.Error != "" {
+		return true
+	}
 	return r.Presence != nil && len(r.Presence.Errors) > 0
 }
 
@@ -215,6 +220,23 @@ func (r *report) print(w io.Writer) {
 	if len(r.Unread) > 0 {
 		printUnread(w, r.Unread)
 	}
+	if r.Archive != nil {
+		r.Archive.print(w)
+	}
+}
+
+// print writes the archive phase, one figure a line.
+func (a *archiveResult) print(w io.Writer) {
+	fmt.Fprintf(w, "\narchive: ClickHouse %s, batches of %d rows\n", a.ClickHouse, a.BatchSize)
+	if a.Error != "" {
+		fmt.Fprintf(w, "archive error: %s\n", a.Error)
+	}
+	fmt.Fprintf(w, "  raw clickhouse-go batch insert   %10.0f rows/s (%d rows)\n", a.RawRowsPerSec, a.Rows)
+	fmt.Fprintf(w, "  archiver, stream to ClickHouse   %10.0f rows/s  = %.2f of raw\n", a.ArchiverPerSec, a.ArchiverOver)
+	fmt.Fprintf(w, "  lag at %d events/s (publish to acknowledged): p50 %.1f ms  p99 %.1f ms  max %.1f ms\n",
+		a.LagRate, a.Lag.P50, a.Lag.P99, a.Lag.Max)
+	fmt.Fprintf(w, "  history, newest 50 of a random conversation, %d rows in %d conversations: p50 %.1f ms  p99 %.1f ms  max %.1f ms (%d requests)\n",
+		a.HistoryRows, a.HistoryConvs, a.History.P50, a.History.P99, a.History.Max, a.History.Count)
 }
 
 // printUnread writes the unread phase, one scenario a line.

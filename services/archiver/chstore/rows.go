@@ -46,6 +46,11 @@ func RowOf(seq uint64, subject string, data []byte, stored time.Time) Row {
 	}
 	r.Type, r.Conv, r.Kind, r.From, r.Tid, r.Ref, r.RefFrom = e.Type, e.Conv, e.Kind, e.From, e.Tid, e.Ref, e.RefFrom
 	r.MsgType, r.User, r.Action = e.MsgType, e.User, e.Action
+	if _, err := schemas.ParseConv(r.Conv); err != nil {
+		// Only conversation events have one (DecodeEvent checks theirs); a stray value on
+		// another type (a contact event) must not reach the conv column or the existing check.
+		r.Conv = ""
+	}
 	if e.Type == schemas.TypeRead {
 		r.Ref = e.Seq // a read's marker
 	}

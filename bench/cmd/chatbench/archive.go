@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/eventchat/chat/platform"
+	"github.com/eventchat/chat/schemas"
+	"github.com/eventchat/chat/services/archiver"
+	"github.com/eventchat/chat/services/archiver/chstore"
+	"github.com/eventchat/chat/services/archiver/localch"
+	"github.com/eventchat/chat/services/gateway/gatewaytest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The archive phase, on a local ClickHouse server started from the installed binary (18.16 here)
+// and a fresh nats-server (fsync off: ClickHouse is what is measured):
+//   - raw: clickhouse-go batch inserts of the archive's rows, same schema and batch size, into a
+//     database of their own: the ceiling;
+//   - archiver: the stream holds the same events; a fresh archiver drains it into ClickHouse,
+//     timed from start to everything acknowledged (rows/s), then end-to-end lag at a fixed
+//     publish rate (publish to acknowledged, i.e. in ClickHouse);
+//   - history: the archive is filled to HistoryRows rows (raw inserts), then the newest 50 events
+//     of a random conversation are asked of the archiver over NATS, as the gateway does.
+
+// archiveResult is the phase's figures.
+type archiveResult struct {
+	ClickHouse     string  `json:"clickhouse"`
+	Rows           int     `json:"rows"`
+	BatchSize      int     `json:"batchSize"`
+	RawRowsPerSec  float64 `json:"rawRowsPerSec"`
+	ArchiverPerSec float64 `json:"archiverRowsPerSec"`
+	ArchiverOver   float64 `json:"archiverOverRaw"`
+	LagRate        int     `json:"lagRate"`
+	Lag            latency `json:"lag"`
+	HistoryRows    int     `json:"historyRows"`
+	HistoryConvs   int     `json:"historyConvs"`
+	History        latency `json:"history"`
+	Error          string  `json:"error,omitempty"`
+}
+
+func runArchive(p params) *archiveResult {
+	res := &archiveResult{Rows: p.ArchiveRows, BatchSize: archiver.DefaultBatchSize, LagRate: p.ArchiveLagRate,
+		HistoryRows: p.HistoryRows, HistoryConvs: p.HistoryConvs}
+	if err := archivePhases(p, res); err != nil {
+		res.Error = err.Error()
+		logf("archive: %v", err)
+	}
+	return res
+}
+
+func archivePhases(p params, res *archiveResult) error {
+	dir, err := os.MkdirTemp("", "chatbench-archive-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	ch, err := localch.Start(ctx, filepath.Join(dir, "clickhouse"), localch.Options{})
+	if err != nil {
+		return err
+	}
+	defer ch.Stop()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()},
+		Settings: clickhouse.Settings{"max_query_size": 16 << 20}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&res.ClickHouse); err != nil {
+		return err
+	}
+	events := archiveEvents(p.ArchiveRows, 1000, 1)
+
+	// 1. Raw batch inserts of the same rows.
+	if _, err := chstore.Migrate(ctx, conn, "rawbench"); err != nil {
+		return err
+	}
+	rows := make([]chstore.Row, len(events))
+	now := time.Now()
+	for i, ev := range events {
+		rows[i] = chstore.RowOf(uint64(i+1), ev.subject, ev.data, now)
+	}
+	start := time.Now()
+	for lo := 0; lo < len(rows); lo += res.BatchSize {
+		if err := chstore.Insert(ctx, conn, "rawbench", rows[lo:min(lo+res.BatchSize, len(rows))]); err != nil {
+			return err
+		}
+	}
+	res.RawRowsPerSec = float64(len(rows)) / time.Since(start).Seconds()
+	logf("archive: raw clickhouse-go batch insert %.0f rows/s (ClickHouse %s)", res.RawRowsPerSec, res.ClickHouse)
+
+	// 2. The archiver draining a stream holding the same events.
+	ns, err := gatewaytest.StartNATS(filepath.Join(dir, "js"), false)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, err := platform.ConnectInProcess(ns, "chatbench-archive", quiet)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(p.AsyncWindow))
+	if err != nil {
+		return err
+	}
+	if err := schemas.Ensure(ctx, js, schemas.Topology{}); err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if _, err := js.PublishAsync(ev.subject, ev.data); err != nil {
+			return err
+		}
+	}
+	<-js.PublishAsyncComplete()
+	stream, err := js.Stream(ctx, schemas.EventsStream)
+	if err != nil {
+		return err
+	}
+	anc, err := platform.ConnectInProcess(ns, "chatbench-archiver", quiet)
+	if err != nil {
+		return err
+	}
+	defer anc.Close()
+	cfg := archiver.Defaults()
+	cfg.Addrs = []string{ch.Addr()}
+	start = time.Now()
+	_, stop, err := startArchiver(ctx, cfg, anc, quiet)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	last := uint64(len(events))
+	if err := waitArchived(ctx, stream, last, 10*time.Minute, nil); err != nil {
+		return err
+	}
+	res.ArchiverPerSec = float64(len(events)) / time.Since(start).Seconds()
+	res.ArchiverOver = res.ArchiverPerSec / res.RawRowsPerSec
+	logf("archive: archiver %.0f rows/s (%.2f of raw)", res.ArchiverPerSec, res.ArchiverOver)
+
+	// 3. End-to-end lag at a fixed rate: publish time to acknowledged (in ClickHouse).
+	lagEvents := archiveEvents(p.ArchiveLagRate*int(p.ArchiveLagDuration/time.Second), 1000, 2)
+	sent := make([]time.Time, len(lagEvents))
+	tick := time.Second / time.Duration(p.ArchiveLagRate)
+	first := last + 1
+	go func() {
+		t0 := time.Now()
+		for i, ev := range lagEvents {
+			if d := time.Until(t0.Add(time.Duration(i) * tick)); d > 0 {
+				time.Sleep(d)
+			}
+			sent[i] = time.Now()
+			if _, err := js.PublishAsync(ev.subject, ev.data); err != nil {
+				return
+			}
+		}
+	}()
+	hist := newHist()
+	next := first
+	last += uint64(len(lagEvents))
+	if err := waitArchived(ctx, stream, last, 2*time.Minute, func(floor uint64, at time.Time) {
+		for ; next <= floor; next++ {
+			record(hist, at.Sub(sent[next-first]))
+		}
+	}); err != nil {
+		return err
+	}
+	res.Lag = summarize(hist)
+	logf("archive: lag at %d events/s: p50 %.1f ms, p99 %.1f ms", p.ArchiveLagRate, res.Lag.P50, res.Lag.P99)
+	stop()
+
+	// 4. History from a large archive: fill the archiver's table, then ask a fresh archiver for
+	// the newest 50 of random conversations over NATS.
+	logf("archive: filling %d rows in %d conversations for history", p.HistoryRows, p.HistoryConvs)
+	if err := fillHistory(ctx, conn, cfg.Database, p.HistoryRows, p.HistoryConvs, last+1); err != nil {
+		return err
+	}
+	svc, stop2, err := startArchiver(ctx, cfg, anc, quiet)
+	if err != nil {
+		return err
+	}
+	defer stop2()
+	select {
+	case <-svc.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	hh := newHist()
+	for i := range p.HistoryRequests {
+		g := rng.IntN(p.HistoryConvs)
+		req := schemas.ArchiveEventsRequest{User: "u0", Convs: []schemas.ArchiveConv{{Conv: "g:h" + strconv.Itoa(g)}},
+			Limit: 50, Desc: true}
+		data, _ := json.Marshal(req)
+		t0 := time.Now()
+		m, err := anc.RequestWithContext(ctx, schemas.ArchiveEventsRq, data)
+		if err != nil {
+			return fmt.Errorf("history request %d: %w", i, err)
+		}
+		record(hh, time.Since(t0))
+		var rep schemas.ArchiveEventsReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil || rep.ErrCode != "" || len(rep.Events) != 50 {
+			return fmt.Errorf("history request %d: %d events, %s %s %v", i, len(rep.Events), rep.ErrCode, rep.ErrMsg, err)
+		}
+	}
+	res.History = summarize(hh)
+	logf("archive: history, newest 50 of a random conversation of %d rows: p50 %.1f ms, p99 %.1f ms",
+		p.HistoryRows, res.History.P50, res.History.P99)
+	return nil
+}
+
+// startArchiver runs an archiver until the returned stop (idempotent) is called.
+func startArchiver(ctx context.Context, cfg archiver.Config, nc *nats.Conn, log *slog.Logger) (*archiver.Service, func(), error) {
+	svc, err := archiver.New(cfg, archiver.Deps{NATS: nc, Log: log, Ops: platform.NewOps()})
+	if err != nil {
+		return nil, nil, err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := svc.Run(actx); err != nil {
+			logf("archive: archiver stopped: %v", err)
+		}
+	}()
+	var once sync.Once
+	return svc, func() { once.Do(func() { cancel(); <-done }) }, nil
+}
+
+// waitArchived polls the archiver consumer's ack floor until it reaches last; each reading is
+// reported to seen.
+func waitArchived(ctx context.Context, stream jetstream.Stream, last uint64, limit time.Duration, seen func(uint64, time.Time)) error {
+	deadline := time.Now().Add(limit)
+	for {
+		cons, err := stream.Consumer(ctx, schemas.ArchiverConsumer)
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = cons.Info(ctx); err == nil {
+				if seen != nil {
+					seen(info.AckFloor.Stream, time.Now())
+				}
+				if info.AckFloor.Stream >= last {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("archiver did not reach seq %d in %s (%v)", last, limit, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// archiveEvents generates n message events over convs groups (seed picks the senders).
+func archiveEvents(n, convs int, seed uint64) []unreadEvent {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	ts := schemas.FormatTime(time.Now())
+	out := make([]unreadEvent, n)
+	for i := range out {
+		g := "h" + strconv.Itoa(rng.IntN(convs))
+		c, _ := schemas.GroupConv(g)
+		e := schemas.Event{Type: schemas.TypeMessage, Conv: c.String(), Ts: ts, From: "u" + strconv.Itoa(rng.IntN(500)),
+			Mid: "a" + strconv.Itoa(i), MsgType: "text", Msg: "a message of about the size of a chat line, for the archive benchmark"}
+		data, _ := json.Marshal(&e)
+		out[i] = unreadEvent{subject: schemas.ContentSubject(c), data: data}
+	}
+	return out
+}
+
+// fillHistory inserts rows ordinary messages spread evenly over convs groups into db's table, with
+// seqs from firstSeq on, in batches of 100k.
+func fillHistory(ctx context.Context, conn driver.Conn, db string, rows, convs int, firstSeq uint64) error {
+	const batch = 100_000
+	now := time.Now()
+	buf := make([]chstore.Row, 0, batch)
+	for i := range rows {
+		g := "h" + strconv.Itoa(i%convs)
+		c, _ := schemas.GroupConv(g)
+		e := schemas.Event{Type: schemas.TypeMessage, Conv: c.String(), Ts: schemas.FormatTime(now), From: "u" + strconv.Itoa(i%500),
+			Mid: "f" + strconv.Itoa(i), MsgType: "text", Msg: "an archived message of about the size of a chat line"}
+		data, _ := json.Marshal(&e)
+		buf = append(buf, chstore.RowOf(firstSeq+uint64(i), schemas.ContentSubject(c), data, now))
+		if len(buf) == batch || i == rows-1 {
+			if err := chstore.Insert(ctx, conn, db, buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	return nil
+}

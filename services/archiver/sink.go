@@ -1,0 +1,428 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/eventchat/chat/services/archiver/chstore"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// housekeeping is how often the sink renews queued events and updates the lag.
+	housekeeping = 100 * time.Millisecond
+	// existingChunk bounds the seqs of one existing check.
+	existingChunk = 10_000
+	// readerPause is the first pause after the consumer's iterator failed.
+	readerPause = 100 * time.Millisecond
+)
+
+// pend is one event in hand: delivered to this instance, not yet acknowledged.
+type pend struct {
+	msg     jetstream.Msg
+	seq     uint64
+	stored  time.Time // JetStream's timestamp of the event
+	arrived time.Time // when the sink received it
+	// touched is when its ack wait last (re)started, as far as this instance knows: its arrival,
+	// or the last progress signal sent before a successful flush. Written by whoever holds it:
+	// the collector while queued, the batch's goroutine once handed over.
+	touched time.Time
+	size    int
+}
+
+// sink runs the collector: it receives events from the consumer, hands batches to one archiving
+// goroutine at a time, keeps queued events in progress and measures the lag. It returns when ctx
+// is done (after the batch in hand is finished, within ShutdownTimeout) or NATS is closed.
+func (s *Service) sink(ctx context.Context) error {
+	in := make(chan jetstream.Msg)
+	rd := newReader(s)
+	defer rd.cancel()
+	go rd.run(in)
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var (
+		queue    []*pend
+		qBytes   int
+		busy     bool
+		oldest   time.Time // of the batch in hand
+		done     = make(chan struct{}, 1)
+		stopping bool
+		failure  error
+		ctxDone  = ctx.Done()
+		giveUp   <-chan time.Time
+	)
+	tick := time.NewTicker(housekeeping)
+	defer tick.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	for {
+		if !busy && !stopping && len(queue) > 0 &&
+			(len(queue) >= s.cfg.BatchSize || qBytes >= maxBatchBytes || time.Since(queue[0].arrived) >= s.cfg.BatchWait) {
+			n, size := 0, 0
+			for n < len(queue) && n < s.cfg.BatchSize && (n == 0 || size+queue[n].size <= maxBatchBytes) {
+				size += queue[n].size
+				n++
+			}
+			batch := make([]*pend, n)
+			copy(batch, queue)
+			queue = append(queue[:0:0], queue[n:]...)
+			qBytes -= size
+			oldest = oldestStored(batch)
+			busy = true
+			go func() {
+				s.archive(work, batch)
+				done <- struct{}{}
+			}()
+		}
+		if stopping && in == nil && !busy {
+			break
+		}
+		var wakeC <-chan time.Time
+		if !busy && !stopping && len(queue) > 0 {
+			wake.Reset(s.cfg.BatchWait - time.Since(queue[0].arrived))
+			wakeC = wake.C
+		}
+		select {
+		case m, ok := <-in:
+			if !ok {
+				in = nil
+				if !stopping {
+					failure = errors.New("archiver: the consumer stopped: NATS connection closed")
+					stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
+				}
+				continue
+			}
+			if p := s.newPend(m); p != nil {
+				queue = append(queue, p)
+				qBytes += p.size
+			}
+		case <-done:
+			busy, oldest = false, time.Time{}
+		case <-wakeC:
+		case <-tick.C:
+			s.renew(queue, false)
+			s.setLag(earliest(oldestStored(queue), oldest))
+		case <-ctxDone:
+			stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
+			rd.stop()
+		case <-giveUp:
+			giveUp = nil
+			cancelWork()
+		}
+	}
+	// Events only queued were never sent to ClickHouse: hand them to another instance at once.
+	for _, p := range queue {
+		_ = p.msg.Nak()
+	}
+	s.setLag(time.Now())
+	return failure
+}
+
+func (s *Service) newPend(m jetstream.Msg) *pend {
+	meta, err := m.Metadata()
+	if err != nil {
+		s.log.Warn("consumer: a message without metadata", "err", err)
+		s.m.errors.WithLabelValues(opConsume).Inc()
+		return nil
+	}
+	now := time.Now()
+	return &pend{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, arrived: now, touched: now,
+		size: len(m.Data()) + len(m.Subject()) + 64}
+}
+
+func oldestStored(ps []*pend) time.Time {
+	var t time.Time
+	for _, p := range ps {
+		if t.IsZero() || p.stored.Before(t) {
+			t = p.stored
+		}
+	}
+	return t
+}
+
+// setLag records the age of the oldest event in hand (oldest: now when there is none).
+func (s *Service) setLag(oldest time.Time) {
+	if oldest.IsZero() {
+		oldest = time.Now()
+	}
+	lag := max(time.Since(oldest), 0)
+	s.lag.Store(int64(lag))
+	s.m.lagSeconds.Set(lag.Seconds())
+}
+
+// earliest of times, ignoring zero ones.
+func earliest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if !t.IsZero() && (out.IsZero() || t.Before(out)) {
+			out = t
+		}
+	}
+	return out
+}
+
+// renew sends a progress signal for the events whose ack wait started more than a quarter of
+// AckWait ago (all with force), so they are not redelivered while this instance holds them. With
+// flush it waits until the server has the signals and only then counts them as renewed.
+func (s *Service) renew(ps []*pend, flush bool) error {
+	limit := time.Now().Add(-s.cfg.AckWait / 4)
+	var stale []*pend
+	for _, p := range ps {
+		if p.touched.Before(limit) {
+			stale = append(stale, p)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	at := time.Now()
+	for _, p := range stale {
+		if err := p.msg.InProgress(); err != nil {
+			s.m.errors.WithLabelValues(opAck).Inc()
+			return err
+		}
+	}
+	if flush {
+		if err := s.nc.FlushTimeout(min(s.cfg.AckWait/4, 5*time.Second)); err != nil {
+			s.m.errors.WithLabelValues(opAck).Inc()
+			return err
+		}
+	}
+	for _, p := range stale {
+		p.touched = at
+	}
+	return nil
+}
+
+// archive stores a batch in ClickHouse and acknowledges it: it inserts the rows ClickHouse does
+// not hold yet, retrying with backoff until it succeeds or ctx ends (shutdown's bound; the batch
+// is then neither acknowledged nor handed back, see the package doc).
+func (s *Service) archive(ctx context.Context, batch []*pend) bool {
+	rows := make([]chstore.Row, 0, len(batch))
+	seqs := make([]uint64, 0, len(batch))
+	seen := make(map[uint64]bool, len(batch))
+	for _, p := range batch {
+		if seen[p.seq] {
+			continue // delivered twice (a redelivery while the first copy was in hand)
+		}
+		seen[p.seq] = true
+		seqs = append(seqs, p.seq)
+		rows = append(rows, chstore.RowOf(p.seq, p.msg.Subject(), p.msg.Data(), p.stored))
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			s.m.retries.Inc()
+			if !s.pause(ctx, batch, s.backoff(attempt-1)) {
+				s.log.Warn("shutdown: gave up a batch ClickHouse did not take; it is redelivered after the ack wait",
+					"events", len(batch), "attempts", attempt)
+				return false
+			}
+		}
+		// The messages' ack wait restarts (and the server knows it) before the attempt starts.
+		if err := s.renew(batch, true); err != nil {
+			if attempt%10 == 0 {
+				s.log.Warn("keeping a batch in progress failed; not inserting until it succeeds", "err", err)
+			}
+			continue
+		}
+		start := time.Now()
+		added, err := s.insertMissing(ctx, rows)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.log.Warn("shutdown: gave up a batch while inserting; it is redelivered after the ack wait",
+					"events", len(batch), "err", err)
+				return false
+			}
+			s.chIsDown()
+			s.m.errors.WithLabelValues(opInsert).Inc()
+			if attempt%10 == 0 {
+				s.log.Warn("archiving a batch failed; retrying", "events", len(rows), "first", rows[0].Seq,
+					"attempt", attempt+1, "err", err)
+			}
+			continue
+		}
+		s.chIsUp()
+		s.m.insertSeconds.Observe(time.Since(start).Seconds())
+		s.m.rowsInserted.Add(float64(added))
+		s.m.duplicates.Add(float64(len(rows) - added))
+		if attempt > 0 {
+			s.log.Info("batch archived after retries", "events", len(rows), "attempts", attempt+1)
+		}
+		break
+	}
+	if s.cfg.afterInsert != nil {
+		s.cfg.afterInsert(seqs)
+	}
+	var ackErr error
+	for _, p := range batch {
+		if err := p.msg.Ack(); err != nil && ackErr == nil {
+			ackErr = err
+		}
+	}
+	if ackErr != nil {
+		// Redelivered later and found archived by the existing check.
+		s.m.errors.WithLabelValues(opAck).Inc()
+		s.log.Warn("acknowledging an archived batch failed; it will be redelivered and skipped", "err", ackErr)
+	}
+	s.m.batches.Inc()
+	s.m.batchSize.Observe(float64(len(batch)))
+	return true
+}
+
+// pause waits d before the next attempt, keeping the batch in progress meanwhile; false if ctx
+// ended first.
+func (s *Service) pause(ctx context.Context, batch []*pend, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		if !sleep(ctx, min(left, s.cfg.AckWait/8)) {
+			return false
+		}
+		_ = s.renew(batch, false)
+	}
+}
+
+// insertMissing inserts the rows whose seqs ClickHouse does not hold, in one INSERT, within
+// InsertTimeout; it returns how many it inserted.
+func (s *Service) insertMissing(ctx context.Context, rows []chstore.Row) (int, error) {
+	ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
+	defer cancel()
+	ictx = chContext(ictx)
+	have := map[uint64]bool{}
+	for start := 0; start < len(rows); start += existingChunk {
+		part, err := chstore.Existing(ictx, s.ch, s.cfg.Database, rows[start:min(start+existingChunk, len(rows))])
+		if err != nil {
+			return 0, err
+		}
+		for seq := range part {
+			have[seq] = true
+		}
+	}
+	missing := rows
+	if len(have) > 0 {
+		missing = make([]chstore.Row, 0, len(rows)-len(have))
+		for _, r := range rows {
+			if !have[r.Seq] {
+				missing = append(missing, r)
+			}
+		}
+	}
+	if err := chstore.Insert(ictx, s.ch, s.cfg.Database, missing); err != nil {
+		return 0, err
+	}
+	return len(missing), nil
+}
+
+// chContext carries the settings every archiver statement runs with.
+func chContext(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": maxQuerySize}))
+}
+
+// reader pulls messages from the consumer for the sink; it opens the iterator again when the
+// consumer goes away, and on stop drains it: the messages already buffered still reach the sink.
+type reader struct {
+	s       *Service
+	ctx     context.Context // cancelled by stop
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	it      jetstream.MessagesContext
+	stopped bool
+}
+
+func newReader(s *Service) *reader {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &reader{s: s, ctx: ctx, cancel: cancel}
+}
+
+func (r *reader) run(out chan<- jetstream.Msg) {
+	defer close(out)
+	fresh := false
+	for attempt := 0; ; attempt++ {
+		it, err := r.open(fresh)
+		if err == nil && it == nil {
+			return // stopped
+		}
+		if err == nil {
+			attempt = 0
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+						break
+					}
+					r.s.log.Debug("consumer: next", "err", err)
+					continue
+				}
+				out <- msg
+			}
+		} else {
+			r.s.m.errors.WithLabelValues(opConsume).Inc()
+			r.s.log.Warn("consumer: opening the message stream failed; retrying", "err", err)
+		}
+		if r.isStopped() || r.s.nc.IsClosed() {
+			return
+		}
+		// The iterator ended by itself: the consumer was deleted or NATS reconnected elsewhere.
+		fresh = true
+		if !sleep(r.ctx, min(readerPause<<min(attempt, 8), 10*time.Second)) {
+			return
+		}
+	}
+}
+
+func (r *reader) open(fresh bool) (jetstream.MessagesContext, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, setupTimeout)
+	defer cancel()
+	cons, err := r.s.consumer(ctx, fresh)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.s.cfg.BatchSize))
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		it.Stop()
+		return nil, nil
+	}
+	r.it = it
+	return it, nil
+}
+
+func (r *reader) isStopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopped
+}
+
+// stop stops pulling: the messages already buffered are still delivered, then out is closed.
+func (r *reader) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	r.cancel()
+	if r.it != nil {
+		r.it.Drain()
+	}
+}
+
+// jitter is a random duration in [0, n).
+func jitter(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return rand.Int64N(n)
+}

@@ -1,0 +1,17 @@
+package gateway
+
+// SetAfterBoundary installs f to run each time a history read has taken the stream's first seq,
+// before it reads the stream; nil removes it.
+func SetAfterBoundary(gw *Gateway, f func()) {
+	if f == nil {
+		gw.testAfterBoundary.Store(nil)
+		return
+	}
+	gw.testAfterBoundary.Store(&f)
+}
+
+// SetArchiveConvsPerRequest sets the most conversations one archive request names; it returns
+// the previous value.
+func SetArchiveConvsPerRequest(n int) int {
+	return int(archiveConvsPerRequest.Swap(int64(n)))
+}
