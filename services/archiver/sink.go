@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +20,10 @@ const (
 	existingChunk = 10_000
 	// readerPause is the first pause after the consumer's iterator failed.
 	readerPause = 100 * time.Millisecond
+	// maxInflightBatches is how many batches are archived at once: while one is in ClickHouse,
+	// the next one is mapped, checked and sent, and the previous one acknowledged (measured: one
+	// at a time left ClickHouse idle a third of the time).
+	maxInflightBatches = 2
 )
 
 // pend is one event in hand: delivered to this instance, not yet acknowledged.
@@ -34,8 +39,8 @@ type pend struct {
 	size    int
 }
 
-// sink runs the collector: it receives events from the consumer, hands batches to one archiving
-// goroutine at a time, keeps queued events in progress and measures the lag. It returns when ctx
+// sink runs the collector: it receives events from the consumer, hands batches to archiving
+// goroutines (at most maxInflightBatches at once; their events are disjoint), keeps queued events in progress and measures the lag. It returns when ctx
 // is done (after the batch in hand is finished, within ShutdownTimeout) or NATS is closed.
 func (s *Service) sink(ctx context.Context) error {
 	in := make(chan jetstream.Msg)
@@ -48,9 +53,8 @@ func (s *Service) sink(ctx context.Context) error {
 	var (
 		queue    []*pend
 		qBytes   int
-		busy     bool
-		oldest   time.Time // of the batch in hand
-		done     = make(chan struct{}, 1)
+		inflight []time.Time // the oldest event of each batch in hand
+		done     = make(chan time.Time, maxInflightBatches)
 		stopping bool
 		failure  error
 		ctxDone  = ctx.Done()
@@ -61,7 +65,7 @@ func (s *Service) sink(ctx context.Context) error {
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
-		if !busy && !stopping && len(queue) > 0 &&
+		if len(inflight) < maxInflightBatches && !stopping && len(queue) > 0 &&
 			(len(queue) >= s.cfg.BatchSize || qBytes >= maxBatchBytes || time.Since(queue[0].arrived) >= s.cfg.BatchWait) {
 			n, size := 0, 0
 			for n < len(queue) && n < s.cfg.BatchSize && (n == 0 || size+queue[n].size <= maxBatchBytes) {
@@ -72,18 +76,19 @@ func (s *Service) sink(ctx context.Context) error {
 			copy(batch, queue)
 			queue = append(queue[:0:0], queue[n:]...)
 			qBytes -= size
-			oldest = oldestStored(batch)
-			busy = true
+			oldest := oldestStored(batch)
+			inflight = append(inflight, oldest)
 			go func() {
 				s.archive(work, batch)
-				done <- struct{}{}
+				done <- oldest
 			}()
+			continue // another batch may be ready too
 		}
-		if stopping && in == nil && !busy {
+		if stopping && in == nil && len(inflight) == 0 {
 			break
 		}
 		var wakeC <-chan time.Time
-		if !busy && !stopping && len(queue) > 0 {
+		if len(inflight) < maxInflightBatches && !stopping && len(queue) > 0 {
 			wake.Reset(s.cfg.BatchWait - time.Since(queue[0].arrived))
 			wakeC = wake.C
 		}
@@ -101,12 +106,14 @@ func (s *Service) sink(ctx context.Context) error {
 				queue = append(queue, p)
 				qBytes += p.size
 			}
-		case <-done:
-			busy, oldest = false, time.Time{}
+		case t := <-done:
+			if i := slices.Index(inflight, t); i >= 0 {
+				inflight = slices.Delete(inflight, i, i+1)
+			}
 		case <-wakeC:
 		case <-tick.C:
 			s.renew(queue, false)
-			s.setLag(earliest(oldestStored(queue), oldest))
+			s.setLag(earliest(append([]time.Time{oldestStored(queue)}, inflight...)...))
 		case <-ctxDone:
 			stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
 			rd.stop()

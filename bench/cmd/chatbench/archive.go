@@ -51,17 +51,17 @@ type archiveResult struct {
 	Error          string  `json:"error,omitempty"`
 }
 
-func runArchive(p params) *archiveResult {
+func runArchive(p params, profile func(name string) func() func()) *archiveResult {
 	res := &archiveResult{Rows: p.ArchiveRows, BatchSize: archiver.DefaultBatchSize, LagRate: p.ArchiveLagRate,
 		HistoryRows: p.HistoryRows, HistoryConvs: p.HistoryConvs}
-	if err := archivePhases(p, res); err != nil {
+	if err := archivePhases(p, res, profile); err != nil {
 		res.Error = err.Error()
 		logf("archive: %v", err)
 	}
 	return res
 }
 
-func archivePhases(p params, res *archiveResult) error {
+func archivePhases(p params, res *archiveResult, profile func(name string) func() func()) error {
 	dir, err := os.MkdirTemp("", "chatbench-archive-")
 	if err != nil {
 		return err
@@ -139,6 +139,7 @@ func archivePhases(p params, res *archiveResult) error {
 	defer anc.Close()
 	cfg := archiver.Defaults()
 	cfg.Addrs = []string{ch.Addr()}
+	stopProfile := profile("archive-drain")()
 	start = time.Now()
 	_, stop, err := startArchiver(ctx, cfg, anc, quiet)
 	if err != nil {
@@ -150,6 +151,7 @@ func archivePhases(p params, res *archiveResult) error {
 		return err
 	}
 	res.ArchiverPerSec = float64(len(events)) / time.Since(start).Seconds()
+	stopProfile()
 	res.ArchiverOver = res.ArchiverPerSec / res.RawRowsPerSec
 	logf("archive: archiver %.0f rows/s (%.2f of raw)", res.ArchiverPerSec, res.ArchiverOver)
 

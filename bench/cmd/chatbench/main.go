@@ -119,6 +119,8 @@ func defaultParams(quick bool) params {
 		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,
 		PresenceHeartbeat: schemas.PresenceHeartbeat,
 		Unread:            true, UnreadMessages: 200_000,
+		Archive: true, ArchiveRows: 500_000, ArchiveLagRate: 5000, ArchiveLagDuration: 10 * time.Second,
+		HistoryRows: 10_000_000, HistoryConvs: 10_000, HistoryRequests: 2000,
 	}
 	if quick {
 		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
@@ -146,7 +148,7 @@ func main() {
 	openRate := flag.Int("open-rate", 0, "total messages/s of the open-loop run (0: default 1000)")
 	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
 	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>, and of the archiver draining the stream to <file>-archive-drain")
 	execTrace := flag.String("trace", "", "write an execution trace of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
 	rawOn := flag.Bool("raw", true, "run the raw JetStream phases")
 	gatewayOn := flag.Bool("gateway", true, "run the gateway phases")
@@ -206,7 +208,9 @@ func main() {
 	}
 	if p.Archive {
 		log.Printf("archive: starting")
-		rep.Archive = runArchive(p)
+		rep.Archive = runArchive(p, func(name string) func() func() {
+			return namedProfiler(*cpuProfile, *execTrace, name)
+		})
 	}
 	rep.finish()
 	rep.print(os.Stdout)
