@@ -122,16 +122,22 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	if err := schemas.Ensure(ctx, js, schemas.Topology{}); err != nil {
 		return err
 	}
+	stream, err := js.Stream(ctx, schemas.EventsStream)
+	if err != nil {
+		return err
+	}
+	// The stream starts after the seqs the history archive is filled with (phase 4), so that
+	// every row of it is below what the archiver has acknowledged, as in a real archive.
+	base := uint64(p.HistoryRows)
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(base+1)); err != nil {
+		return err
+	}
 	for _, ev := range events {
 		if _, err := js.PublishAsync(ev.subject, ev.data); err != nil {
 			return err
 		}
 	}
 	<-js.PublishAsyncComplete()
-	stream, err := js.Stream(ctx, schemas.EventsStream)
-	if err != nil {
-		return err
-	}
 	anc, err := platform.ConnectInProcess(ns, "chatbench-archiver", quiet)
 	if err != nil {
 		return err
@@ -146,7 +152,7 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 		return err
 	}
 	defer stop()
-	last := uint64(len(events))
+	last := base + uint64(len(events))
 	if err := waitArchived(ctx, stream, last, 10*time.Minute, nil); err != nil {
 		return err
 	}
@@ -189,7 +195,7 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	// 4. History from a large archive: fill the archiver's table, then ask a fresh archiver for
 	// the newest 50 of random conversations over NATS.
 	logf("archive: filling %d rows in %d conversations for history", p.HistoryRows, p.HistoryConvs)
-	if err := fillHistory(ctx, conn, cfg.Database, p.HistoryRows, p.HistoryConvs, last+1); err != nil {
+	if err := fillHistory(ctx, conn, cfg.Database, p.HistoryRows, p.HistoryConvs, 1); err != nil {
 		return err
 	}
 	svc, stop2, err := startArchiver(ctx, cfg, anc, quiet)
