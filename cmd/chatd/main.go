@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -65,10 +64,12 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg, log, func(addr string) {
 		fmt.Printf("\n  chat is running: open http://%s/\n  data: %s   stop: Ctrl-C\n", addr, cfg.DataDir)
-		if cfg.Archiver.Enabled() {
-			fmt.Printf("  archive: ClickHouse at %s, database %s (chatctl analytics ...)\n\n",
-				strings.Join(cfg.Archiver.Addrs, ","), cfg.Archiver.Database)
-		} else {
+		switch {
+		case cfg.Archiver.Enabled():
+			fmt.Printf("  archive: ClickHouse at %s, database %s\n\n", strings.Join(cfg.Archiver.Addrs, ","), cfg.Archiver.Database)
+		case cfg.localClickHouse():
+			fmt.Printf("  archive: local ClickHouse in %s, database %s\n\n", filepath.Join(cfg.DataDir, "clickhouse"), cfg.Archiver.Database)
+		default:
 			fmt.Printf("  archive: off. To keep every event in ClickHouse for long-term history and analytics,\n" +
 				"  install it (apt-get install clickhouse-server clickhouse-client) and run again, or set\n" +
 				"  CHAT_CLICKHOUSE_ADDR=host:9000 to use a running server.\n\n")
@@ -101,17 +102,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	}()
 	log.Info("embedded nats started", "store", cfg.NATS.StoreDir, "sync_always", cfg.NATS.SyncAlways)
 
-	if !cfg.Archiver.Enabled() && cfg.LocalClickHouse == "auto" {
+	if cfg.localClickHouse() {
 		ch, err := startLocalClickHouse(ctx, cfg.DataDir, log)
-		switch {
-		case errors.Is(err, localch.ErrNotInstalled):
-			log.Info("archive off: no ClickHouse installed and CHAT_CLICKHOUSE_ADDR not set")
-		case err != nil:
+		if err != nil {
 			return err
-		default:
-			defer ch.Stop()
-			cfg.Archiver.Addrs = []string{ch.Addr()}
 		}
+		defer ch.Stop()
+		cfg.Archiver.Addrs = []string{ch.Addr()}
+	} else if !cfg.Archiver.Enabled() {
+		log.Info("archive off: CHAT_CLICKHOUSE_ADDR not set and no local ClickHouse (CHAT_LOCAL_CLICKHOUSE, or none installed)")
 	}
 	if !cfg.NATS.SyncAlways && cfg.Gateway.BatchAtomicMin != 0 {
 		// Atomic batches only pay for themselves by sharing an fsync.
@@ -184,12 +183,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	return <-done
 }
 
+// localClickHouse reports whether the all-in-one runs a local ClickHouse for the archive: no
+// address given, CHAT_LOCAL_CLICKHOUSE=auto, and a server installed.
+func (c *config) localClickHouse() bool {
+	if c.Archiver.Enabled() || c.LocalClickHouse != "auto" {
+		return false
+	}
+	_, _, err := localch.Binary()
+	return err == nil
+}
+
 // startLocalClickHouse runs the installed ClickHouse server with its data in <dataDir>/clickhouse,
 // on free loopback ports.
 func startLocalClickHouse(ctx context.Context, dataDir string, log *slog.Logger) (*localch.Server, error) {
-	if _, _, err := localch.Binary(); err != nil {
-		return nil, err
-	}
 	dir := filepath.Join(dataDir, "clickhouse")
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
