@@ -45,6 +45,37 @@ func ValidMid(s string) bool {
 	return true
 }
 
+// Attachment ids: "a" followed by 22 random characters of [0-9A-Za-z], made by the gateway on
+// upload; an attachment id is the object's name in AttachmentsBucket.
+const (
+	AttachmentIDPrefix = "a"
+	attachmentIDLen    = 1 + 22
+)
+
+// ValidAttachmentID reports whether s is an attachment id: ^a[0-9A-Za-z]{22}$.
+func ValidAttachmentID(s string) bool {
+	if len(s) != attachmentIDLen || !strings.HasPrefix(s, AttachmentIDPrefix) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Metadata keys of an attachment object.
+const (
+	AttachmentMetaConv        = "conv"
+	AttachmentMetaUploader    = "uploader"
+	AttachmentMetaContentType = "contentType"
+	AttachmentMetaSize        = "size"
+	AttachmentMetaName        = "name"
+	AttachmentMetaSHA256      = "sha256"
+)
+
 func validLower(s string) bool {
 	if len(s) == 0 || len(s) > MaxIDLen {
 		return false

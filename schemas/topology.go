@@ -26,6 +26,8 @@ import (
 //	bucket chat_archive  key trimmed             content events below this seq may be purged from the
 //	                                             stream (all archived)  writer: archiver; reader: gateway
 //	objects chat_unread  object state            unread projection snapshot        writer/reader: unread
+//	objects chat_attachments  object <attachment id>  an uploaded file; metadata conv, uploader,
+//	                                             contentType, size, name, sha256   writer/reader: gateway
 //	presence buckets and subjects: see presence.go; the unread service's subjects: unread.go
 const (
 	EventsStream  = "CHAT_EVENTS"
@@ -38,6 +40,9 @@ const (
 	ContactsBucket = "chat_contacts"
 	// ArchiveBucket holds the archive's state that other services read: key ArchiveTrimKey.
 	ArchiveBucket = "chat_archive"
+	// AttachmentsBucket is the object store of uploaded attachments: object name = attachment id
+	// (ValidAttachmentID), metadata AttachmentMeta*.
+	AttachmentsBucket = "chat_attachments"
 
 	// SecretKeyHS256 is the key of the generated HS256 token signing secret in SecretsBucket.
 	SecretKeyHS256 = "jwt-hs256"
@@ -118,6 +123,7 @@ func BucketConfigs(t Topology) []jetstream.KeyValueConfig {
 func ObjectStoreConfigs(t Topology) []jetstream.ObjectStoreConfig {
 	return []jetstream.ObjectStoreConfig{
 		{Bucket: UnreadSnapshotBucket, Description: "snapshots of the unread projection", Replicas: t.replicas(), Storage: jetstream.FileStorage},
+		{Bucket: AttachmentsBucket, Description: "attachments (images, audio, files) uploaded to conversations", Replicas: t.replicas(), Storage: jetstream.FileStorage},
 	}
 }
 

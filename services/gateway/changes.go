@@ -75,6 +75,12 @@ func (gw *Gateway) cmdChange(ctx context.Context, s *session, f *schemas.ClientF
 	if kind != schemas.KindReact && orig.From != s.user {
 		return schemas.Errorf(schemas.CodeForbidden, "only the author may "+f.Cmd+" a message")
 	}
+	if kind == schemas.KindEdit {
+		// An image, audio or file message stays one: its new msg follows the message's rule.
+		if err := gw.checkAttachmentRef(ctx, conv, orig.MsgType, e.Msg); err != nil {
+			return err
+		}
+	}
 	e.RefFrom, e.Tid = orig.From, orig.Tid
 	e.Ts = schemas.FormatTime(time.Now())
 

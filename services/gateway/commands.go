@@ -24,6 +24,9 @@ func (gw *Gateway) dispatch(ctx context.Context, s *session, f *schemas.ClientFr
 		s.reply(schemas.PongFrame{Cmd: schemas.CmdPong, ID: f.ID})
 		return nil
 	case schemas.CmdLogin:
+		if s.poll != nil {
+			return badRequest("login is not used over long-poll: the bearer token authenticates each poll")
+		}
 		return badRequest("already logged in")
 	case schemas.CmdMessage:
 		return gw.cmdMessage(ctx, s, f)
@@ -32,6 +35,9 @@ func (gw *Gateway) dispatch(ctx context.Context, s *session, f *schemas.ClientFr
 	case schemas.CmdJoin, schemas.CmdLeave, schemas.CmdInvite:
 		return gw.cmdMembership(ctx, s, f)
 	case schemas.CmdSync:
+		if s.poll != nil {
+			return badRequest("sync is not used over long-poll: the poll's cursor resumes")
+		}
 		return gw.cmdSync(ctx, s, f)
 	case schemas.CmdHistory:
 		return gw.cmdHistory(ctx, s, f)
@@ -72,6 +78,9 @@ func (gw *Gateway) cmdMessage(ctx context.Context, s *session, f *schemas.Client
 	}
 	conv, err := gw.authorizeSend(ctx, s.user, f)
 	if err != nil {
+		return err
+	}
+	if err := gw.checkAttachmentRef(ctx, conv, f.Type, *f.Msg); err != nil {
 		return err
 	}
 	e := schemas.Event{Type: schemas.TypeMessage, Conv: conv.String(), Ts: schemas.FormatTime(start),

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/eventchat/chat/platform"
@@ -65,9 +66,28 @@ type Config struct {
 	// MaxContacts bounds a user's contact list; adding past it answers bad_request.
 	MaxContacts int
 
+	// PollDisconnectAfter: a long-poll client that sends no poll for this long after its last
+	// poll ended counts as disconnected (presence).
+	PollDisconnectAfter time.Duration
+	// PollMaxClients bounds the long-poll clients this gateway tracks for presence at once; a
+	// poll of a new client past it answers unavailable.
+	PollMaxClients int
+	// PollMaxEvents bounds the events of one poll answer; the cursor is then the last seq
+	// included, and the next poll continues at once.
+	PollMaxEvents int
+
+	// AttachmentMaxBytes is the largest attachment accepted (413 too_large above it).
+	AttachmentMaxBytes int64
+	// AttachmentTypes are the content types an attachment may have.
+	AttachmentTypes []string
+
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration
 }
+
+// DefaultAttachmentTypes are the attachment content types accepted by default.
+const DefaultAttachmentTypes = "image/png,image/jpeg,image/gif,image/webp,audio/mpeg,audio/ogg,audio/webm,audio/wav," +
+	"audio/mp4,application/pdf,text/plain,application/zip,application/octet-stream"
 
 // Bind binds the options to flags and CHAT_* variables.
 func (c *Config) Bind(f *platform.Flags) {
@@ -108,6 +128,13 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Duration(&c.ArchiveTimeout, "archive-timeout", "CHAT_ARCHIVE_TIMEOUT", 5*time.Second,
 		"wait for the archiver to answer a history or sync request older than the stream keeps (then unavailable)")
 	f.Int(&c.MaxContacts, "max-contacts", "CHAT_MAX_CONTACTS", 1000, "most contacts per user")
+	f.Duration(&c.PollDisconnectAfter, "poll-disconnect-after", "CHAT_POLL_DISCONNECT_AFTER", 15*time.Second,
+		"a long-poll client with no poll for this long after its last one counts as disconnected (presence)")
+	f.Int(&c.PollMaxClients, "poll-max-clients", "CHAT_POLL_MAX_CLIENTS", 100000, "long-poll clients tracked per gateway at once")
+	f.Int(&c.PollMaxEvents, "poll-max-events", "CHAT_POLL_MAX_EVENTS", 500, "most events in one long-poll answer")
+	f.Int64(&c.AttachmentMaxBytes, "attachment-max-bytes", "CHAT_ATTACHMENT_MAX_BYTES", 10<<20, "largest attachment accepted, in bytes")
+	f.List(&c.AttachmentTypes, "attachment-types", "CHAT_ATTACHMENT_TYPES", DefaultAttachmentTypes,
+		"content types accepted for attachments")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 20*time.Second, "graceful drain limit")
 }
 
@@ -120,6 +147,8 @@ func Defaults() Config {
 		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
 		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000,
+		PollDisconnectAfter: 15 * time.Second, PollMaxClients: 100000, PollMaxEvents: 500,
+		AttachmentMaxBytes: 10 << 20, AttachmentTypes: strings.Split(DefaultAttachmentTypes, ","),
 	}
 }
 
@@ -164,6 +193,21 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxContacts < 1 || c.MaxContacts > 10000 {
 		errs = append(errs, fmt.Errorf("max-contacts %d: between 1 and 10000", c.MaxContacts))
+	}
+	if c.PollDisconnectAfter < 100*time.Millisecond || c.PollDisconnectAfter > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("poll-disconnect-after %s: between 100ms and 10m", c.PollDisconnectAfter))
+	}
+	if c.PollMaxClients < 1 {
+		errs = append(errs, errors.New("poll-max-clients must be positive"))
+	}
+	if c.PollMaxEvents < 1 || c.PollMaxEvents > 10000 {
+		errs = append(errs, fmt.Errorf("poll-max-events %d: between 1 and 10000", c.PollMaxEvents))
+	}
+	if c.AttachmentMaxBytes < 1 || c.AttachmentMaxBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("attachment-max-bytes %d: between 1 and 1 GiB", c.AttachmentMaxBytes))
+	}
+	if _, err := attachmentTypeSet(c.AttachmentTypes); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Tokens.Validate(); err != nil {
 		errs = append(errs, err)

@@ -66,6 +66,13 @@ type Gateway struct {
 	addr       atomic.Value
 	ready      chan struct{}
 	sessions   sync.WaitGroup
+	// stopping is closed when the drain starts (long polls answer at once).
+	stopping chan struct{}
+	// polls are the long-poll clients (poll.go); attachments the attachment object store and
+	// the accepted content types (attachments.go).
+	polls       *pollTable
+	attachments jetstream.ObjectStore
+	attachTypes map[string]bool
 
 	// The archive boundary (archive.go): the stream's first seq, cached; per group, the seq of its
 	// creation event if the stream keeps it, else 0; a test hook.
@@ -90,7 +97,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		cfg: cfg, deps: deps, log: deps.Log.With("service", "gateway", "gateway", cfg.ID),
 		metrics: newMetrics(deps.Ops.Registry), nc: deps.NATS, hub: newHub(), ready: make(chan struct{}),
 		peerCache: peerCache{entries: map[string]peerEntry{}},
+		stopping:  make(chan struct{}), polls: newPollTable(),
 	}
+	gw.attachTypes, _ = attachmentTypeSet(cfg.AttachmentTypes) // checked by Validate
 	gw.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 1024,
@@ -150,6 +159,9 @@ func (gw *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway: buckets: %w", err)
 	}
+	if gw.attachments, err = js.ObjectStore(setup, schemas.AttachmentsBucket); err != nil {
+		return fmt.Errorf("gateway: object store %s: %w", schemas.AttachmentsBucket, err)
+	}
 	gw.index = index
 	gw.accounts = auth.NewAccounts(users)
 	if gw.tokens, err = auth.NewTokens(setup, gw.cfg.Tokens, secrets); err != nil {
@@ -198,6 +210,7 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		defer sub.Unsubscribe()
 	}
 	go gw.heartbeats(liveCtx)
+	go gw.pollSweeper(liveCtx)
 
 	ln := gw.deps.Listener
 	if ln == nil {
@@ -236,6 +249,7 @@ func (gw *Gateway) drain(srv *http.Server, appenderDone <-chan error, stopLive f
 	start := time.Now()
 	deadline := start.Add(gw.cfg.ShutdownTimeout)
 	gw.draining.Store(true)
+	close(gw.stopping)
 	gw.deps.Ops.SetDraining()
 	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -262,6 +276,7 @@ func (gw *Gateway) drain(srv *http.Server, appenderDone <-chan error, stopLive f
 	stopLive()
 	<-liveDone
 	<-httpDone
+	gw.pollSweep(time.Now(), true) // every long-poll client: disconnected
 	gw.log.Info("gateway drained", "sessions", len(sessions), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -28,7 +28,10 @@ func (gw *Gateway) routes() http.Handler {
 	mux.HandleFunc("POST /v1/login", gw.handleLogin)
 	mux.HandleFunc("GET /v1/ws", gw.handleWS)
 	mux.HandleFunc("GET /v1/conversations/{conv}/messages", gw.handleMessages)
-	mux.HandleFunc("GET /{$}", gw.handleIndex)
+	mux.HandleFunc("POST /v1/poll", gw.handlePoll)
+	mux.HandleFunc("POST /v1/attachments", gw.handleUpload)
+	mux.HandleFunc("GET /v1/attachments/{id}", gw.handleDownload)
+	gw.mountWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, schemas.Errorf(schemas.CodeNotFound, "no such endpoint"))
 	})
@@ -352,11 +355,6 @@ func (gw *Gateway) refuse(conn *websocket.Conn, id string, err error) {
 		_ = conn.WriteMessage(websocket.TextMessage, data)
 	}
 	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, pe.Msg), deadline)
-}
-
-func (gw *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = io.WriteString(w, indexPage)
 }
 
 func truncateRunes(s string, n int) string {

@@ -31,12 +31,21 @@ type metrics struct {
 	archiveEvents   prometheus.Counter
 	archiveRefused  prometheus.Counter
 	boundaryMoves   prometheus.Counter
+	polls           *prometheus.CounterVec
+	pollSeconds     prometheus.Histogram
+	pollFrames      prometheus.Counter
+	pollFull        prometheus.Counter
+	pollClients     prometheus.Gauge
+	uploads         *prometheus.CounterVec
+	uploadBytes     prometheus.Counter
+	downloads       prometheus.Counter
+	downloadBytes   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_gateway_connections",
-			Help: "Open client sessions (WebSocket)."}),
+			Help: "Open WebSocket sessions (long-poll clients: chat_gateway_poll_clients)."}),
 		connsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_connections_total",
 			Help: "Sessions opened, by transport."}, []string{"transport"}),
 		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_frames_in_total",
@@ -88,11 +97,41 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events the archive returned that the gateway's own visibility rules refused (should stay 0: the archiver's filter disagrees with the gateway's)."}),
 		boundaryMoves: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_boundary_moves_total",
 			Help: "History and sync reads during which the stream's first seq moved past where they read it, so that the events in between were read from the archive."}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_polls_total",
+			Help: "Long-poll requests, by result: frames (answered with frames), empty (nothing within wait), gone (the client left first), error (an HTTP error)."},
+			[]string{"result"}),
+		pollSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_gateway_poll_seconds",
+			Help:    "Time from a long-poll's arrival to its answer.",
+			Buckets: []float64{0.001, 0.005, 0.02, 0.1, 0.5, 1, 2.5, 5, 10, 25, 55}}),
+		pollFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_poll_frames_total",
+			Help: "Server frames in long-poll answers (events, replies and pushes)."}),
+		pollFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_poll_full_total",
+			Help: "Long-poll answers cut at the events bound (CHAT_POLL_MAX_EVENTS): the client was behind."}),
+		pollClients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_gateway_poll_clients",
+			Help: "Long-poll clients this gateway reports as connected (presence)."}),
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_attachment_uploads_total",
+			Help: "Attachment uploads, by result: ok, refused (a 4xx answer), gone (the client went away), error."}, []string{"result"}),
+		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_attachment_upload_bytes_total",
+			Help: "Bytes of attachments stored."}),
+		downloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_attachment_downloads_total",
+			Help: "Attachment downloads answered (GET, not HEAD)."}),
+		downloadBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_attachment_download_bytes_total",
+			Help: "Bytes of attachments sent."}),
 	}
 	reg.MustRegister(m.connections, m.connsTotal, m.framesIn, m.framesOut, m.acks, m.dups, m.errors,
 		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes,
 		m.changes, m.reads, m.contactChanges, m.unreadPushes, m.unreadDups, m.unreadSeconds,
-		m.archiveRequests, m.archiveSeconds, m.archiveEvents, m.archiveRefused, m.boundaryMoves)
+		m.archiveRequests, m.archiveSeconds, m.archiveEvents, m.archiveRefused, m.boundaryMoves,
+		m.polls, m.pollSeconds, m.pollFrames, m.pollFull, m.pollClients, m.uploads, m.uploadBytes, m.downloads, m.downloadBytes)
+	for _, r := range []string{"frames", "empty", "gone", "error"} {
+		m.polls.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "refused", "gone", "error"} {
+		m.uploads.WithLabelValues(r)
+	}
+	for _, t := range []string{"websocket", "longpoll"} {
+		m.connsTotal.WithLabelValues(t)
+	}
 	for _, r := range []string{"ok", "no_archive", "timeout", "error"} {
 		m.archiveRequests.WithLabelValues(r)
 	}

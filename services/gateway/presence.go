@@ -49,13 +49,18 @@ const maxPresenceQuery = 200
 
 // reportConn tells the presence service about one of this gateway's connections.
 func (gw *Gateway) reportConn(s *session, state string) {
-	ev := schemas.ConnEvent{Type: schemas.TypeConn, User: s.user, Conn: s.connID, Gateway: gw.cfg.ID,
-		State: state, Idle: s.idle.Load(), Client: s.client, Ts: schemas.FormatTime(time.Now())}
+	gw.reportConnOf(s.user, s.connID, s.idle.Load(), s.client, state)
+}
+
+// reportConnOf reports connection conn of user (a WebSocket session or a long-poll client).
+func (gw *Gateway) reportConnOf(user, conn string, idle bool, client, state string) {
+	ev := schemas.ConnEvent{Type: schemas.TypeConn, User: user, Conn: conn, Gateway: gw.cfg.ID,
+		State: state, Idle: idle, Client: client, Ts: schemas.FormatTime(time.Now())}
 	data, err := json.Marshal(&ev)
 	if err != nil {
 		return
 	}
-	if err := gw.nc.Publish(schemas.PresenceConnSubject(s.user), data); err != nil {
+	if err := gw.nc.Publish(schemas.PresenceConnSubject(user), data); err != nil {
 		gw.log.Debug("presence report", "state", state, "err", err)
 	}
 }
@@ -81,6 +86,7 @@ func (gw *Gateway) heartbeats(ctx context.Context) {
 				gw.reportConn(s, schemas.ConnHeartbeat)
 			}
 		}
+		gw.pollHeartbeat(slot)
 	}
 	slot := 0
 	for {

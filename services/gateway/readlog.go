@@ -156,11 +156,12 @@ func (gw *Gateway) canSee(ctx context.Context, user string, e *schemas.Event, se
 	return seq >= from && (to == 0 || seq < to), nil
 }
 
-// syncRun is one sync: it sends a session the events it may see in seq order, each once, from
-// the archive (below the stream's window) and from the stream.
+// syncRun is one sync (or one long-poll read): it sends a user the events it may see in seq
+// order, each once, from the archive (below the stream's window) and from the stream, through emit.
 type syncRun struct {
 	gw     *Gateway
-	s      *session
+	user   string
+	emit   func(ctx context.Context, seq uint64, f outFrame) error
 	after  uint64
 	head   uint64
 	lo, hi uint64 // the range the session already got live: skipped
@@ -193,16 +194,16 @@ func (r *syncRun) send(ctx context.Context, e *schemas.Event, seq uint64, fromAr
 		return nil // delivered live already
 	}
 	if fromArchive && !r.inConv[e.Conv] {
-		r.gw.refusedArchiveEvent(r.s.user, seq)
+		r.gw.refusedArchiveEvent(r.user, seq)
 		return nil
 	}
-	ok, err := r.gw.canSee(ctx, r.s.user, e, seq)
+	ok, err := r.gw.canSee(ctx, r.user, e, seq)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		if fromArchive {
-			r.gw.refusedArchiveEvent(r.s.user, seq)
+			r.gw.refusedArchiveEvent(r.user, seq)
 		}
 		return nil
 	}
@@ -210,8 +211,8 @@ func (r *syncRun) send(ctx context.Context, e *schemas.Event, seq uint64, fromAr
 	if err != nil {
 		return err
 	}
-	if !r.s.enqueueWait(ctx, f) {
-		return errors.New("session closed during sync")
+	if err := r.emit(ctx, seq, f); err != nil {
+		return err
 	}
 	r.last = seq
 	return nil
@@ -233,7 +234,7 @@ func (r *syncRun) fromArchive(ctx context.Context, u uint64) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			from, to, ok, err := r.gw.visibleRange(ctx, r.s.user, c)
+			from, to, ok, err := r.gw.visibleRange(ctx, r.user, c)
 			if err != nil {
 				return false, err
 			}
@@ -250,7 +251,7 @@ func (r *syncRun) fromArchive(ctx context.Context, u uint64) (bool, error) {
 		}
 	}
 	var sendErr error
-	err := r.gw.archiveRange(ctx, r.s.user, convs, r.next, u, false, schemas.MaxArchiveEventsPage,
+	err := r.gw.archiveRange(ctx, r.user, convs, r.next, u, false, schemas.MaxArchiveEventsPage,
 		func(e *schemas.Event, seq uint64) bool {
 			sendErr = r.send(ctx, e, seq, true)
 			return sendErr == nil
@@ -260,7 +261,7 @@ func (r *syncRun) fromArchive(ctx context.Context, u uint64) (bool, error) {
 	}
 	if errors.Is(err, errNoArchive) && r.after == 0 {
 		r.noArchive = true
-		r.gw.log.Debug("sync from 0: no archiver; sending what the stream keeps", "user", r.s.user)
+		r.gw.log.Debug("sync from 0: no archiver; sending what the stream keeps", "user", r.user)
 		return false, nil
 	}
 	if err != nil {
@@ -284,18 +285,47 @@ func (gw *Gateway) sync(ctx context.Context, s *session, id string, after uint64
 }
 
 func (gw *Gateway) syncEvents(ctx context.Context, s *session, id string, after, lo, hi uint64) error {
-	// Read the head after holding live events back: everything up to it is read here, everything
-	// after it arrives live. Read the index after the head: a conversation is indexed before its
-	// first event is appended, so every conversation with events up to the head is listed.
+	// Read the head after holding live events back (beginSync): everything up to it is read here,
+	// everything after it arrives live.
+	r, err := gw.readSince(ctx, s.user, after, lo, hi, func(ctx context.Context, _ uint64, f outFrame) error {
+		if !s.enqueueWait(ctx, f) {
+			return errors.New("session closed during sync")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	synced := r.head
+	if r.last != 0 {
+		synced = r.last
+	}
+	f, err := newOutFrame(schemas.SyncedFrame{Cmd: schemas.CmdSynced, ID: id, Seq: synced}, false)
+	if err != nil {
+		return err
+	}
+	s.enqueueWait(ctx, f)
+	s.endSync(true, after, r.head)
+	return nil
+}
+
+// readSince sends through emit every event user may see with seq in (after, head], head being
+// the stream's last seq read now, in seq order, each once, except those in [lo, hi] (delivered
+// live already). An error of emit stops the read and is returned, with the run so far (r.last:
+// the last seq emitted).
+func (gw *Gateway) readSince(ctx context.Context, user string, after, lo, hi uint64,
+	emit func(ctx context.Context, seq uint64, f outFrame) error) (*syncRun, error) {
+	// Read the index after the head: a conversation is indexed before its first event is
+	// appended, so every conversation with events up to the head is listed.
 	first, head, err := gw.streamBounds(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	convs, err := gw.userConvs(ctx, s.user, after)
+	convs, err := gw.userConvs(ctx, user, after)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r := &syncRun{gw: gw, s: s, after: after, head: head, lo: lo, hi: hi, convs: convs,
+	r := &syncRun{gw: gw, user: user, emit: emit, after: after, head: head, lo: lo, hi: hi, convs: convs,
 		inConv: make(map[string]bool, len(convs)), next: after + 1}
 	var filters []string
 	for _, c := range convs {
@@ -308,7 +338,7 @@ func (gw *Gateway) syncEvents(ctx context.Context, s *session, id string, after,
 	// Below the stream's window: from the archive.
 	if r.next < first {
 		if _, err := r.fromArchive(ctx, min(first-1, head)); err != nil {
-			return err
+			return r, err
 		}
 		r.next = max(r.next, first)
 	}
@@ -345,20 +375,7 @@ func (gw *Gateway) syncEvents(ctx context.Context, s *session, id string, after,
 	if err == nil {
 		err = check() // events purged after the last batch was read
 	}
-	if err != nil {
-		return err
-	}
-	synced := head
-	if r.last != 0 {
-		synced = r.last
-	}
-	f, err := newOutFrame(schemas.SyncedFrame{Cmd: schemas.CmdSynced, ID: id, Seq: synced}, false)
-	if err != nil {
-		return err
-	}
-	s.enqueueWait(ctx, f)
-	s.endSync(true, after, head)
-	return nil
+	return r, err
 }
 
 // historyQuery is a history request; before and after are exclusive bounds.

@@ -64,7 +64,7 @@ type session struct {
 
 	connID string        // this connection's id in presence reports
 	client string        // the client's User-Agent, for presence
-	idle   atomic.Bool   // reported idle by the client
+	idle   *atomic.Bool  // reported idle by the client (shared by the polls of one long-poll client)
 	live   atomic.Bool   // reported connected to the presence service (heartbeats go out)
 	hbSlot int           // which tick of the heartbeat interval reports this connection
 	typing *rate.Limiter // typing notices relayed
@@ -81,6 +81,11 @@ type session struct {
 	badness  *rate.Limiter
 	acks     chan struct{} // semaphore: messages awaiting storage
 	inflight sync.WaitGroup
+
+	// poll is set on the short-lived session of one long-poll request (poll.go): its frames are
+	// collected into the poll's answer instead of a socket, and live events only wake it (the
+	// poll reads events from the log by its cursor).
+	poll *pollBox
 }
 
 type pendingLive struct {
@@ -104,6 +109,7 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 		hbSlot:   rand.IntN(heartbeatSlots),
 		client:   truncateRunes(client, 128),
 		typing:   rate.NewLimiter(rate.Limit(c.TypingRate), 3),
+		idle:     new(atomic.Bool),
 	}
 }
 
@@ -150,6 +156,9 @@ func (s *session) closed() bool {
 // enqueue queues a frame without blocking; a full queue closes the session (1013): one slow reader
 // must never stall the live feed or other sessions.
 func (s *session) enqueue(f outFrame) bool {
+	if s.poll != nil {
+		return s.pollAdd(f)
+	}
 	select {
 	case s.send <- f:
 		s.gw.metrics.framesOut.Inc()
@@ -163,6 +172,9 @@ func (s *session) enqueue(f outFrame) bool {
 // enqueueWait queues a frame, waiting for room (for sync and history answers, which the client
 // asked for and reads at its own pace).
 func (s *session) enqueueWait(ctx context.Context, f outFrame) bool {
+	if s.poll != nil {
+		return s.pollAdd(f)
+	}
 	select {
 	case s.send <- f:
 		s.gw.metrics.framesOut.Inc()
@@ -198,6 +210,10 @@ func (s *session) replyErr(id string, err error) {
 // deliverLive queues a live event unless this session has it already; during a sync (and before
 // the first one) it is held back, so the session sees events in seq order.
 func (s *session) deliverLive(seq uint64, f outFrame) {
+	if s.poll != nil {
+		s.poll.wakeLive()
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.syncing || s.hold {

@@ -17,6 +17,13 @@ const POLL_WAIT = 25;            // seconds the server may hold a poll
 const PING_EVERY = 20e3;         // a keepalive ping over the WebSocket
 const DEAD_AFTER = 50e3;         // nothing heard for this long: the socket is dead
 
+// pollClientId: a random id of this page, sent with every poll ([A-Za-z0-9_-], 22 characters).
+function pollClientId() {
+  const r = new Uint8Array(16);
+  crypto.getRandomValues(r);
+  return 'p' + Array.from(r, (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[b & 63]).join('').slice(0, 21);
+}
+
 export class Transport {
   constructor(opts) {
     this.o = opts;
@@ -30,15 +37,30 @@ export class Transport {
     this.wsFails = 0;         // WebSocket attempts in a row that never authenticated
     this.wsEverOpened = false;
     this.queue = [];          // long-poll: frames for the next poll
+    this.clientId = pollClientId(); // long-poll: names this page to the server (presence, limits)
     this.retryAt = 0;
     this._cleanup = null;
     this._online = () => { if (!this.open && !this.stopped) { this.attempt = 0; this._connect(); } };
     this._offline = () => { if (this.open) this._fail(this.gen); };
+    // A page kept in the back/forward cache keeps its connection open (its user stays online,
+    // frozen): close it when the page is hidden that way, connect again when it is shown.
+    this._pagehide = (e) => {
+      if (!e.persisted || this.stopped) return;
+      clearTimeout(this._timer);
+      this.gen++;
+      this._close();
+      this.open = false;
+      this.queue = [];
+      this._setState('offline');
+    };
+    this._pageshow = (e) => { if (e.persisted && !this.stopped) { this.attempt = 0; this._connect(); } };
   }
 
   start() {
     window.addEventListener('online', this._online);
     window.addEventListener('offline', this._offline);
+    window.addEventListener('pagehide', this._pagehide);
+    window.addEventListener('pageshow', this._pageshow);
     this._connect();
   }
 
@@ -46,6 +68,8 @@ export class Transport {
     this.stopped = true;
     window.removeEventListener('online', this._online);
     window.removeEventListener('offline', this._offline);
+    window.removeEventListener('pagehide', this._pagehide);
+    window.removeEventListener('pageshow', this._pageshow);
     clearTimeout(this._timer);
     this.gen++;
     this._close();
@@ -166,7 +190,9 @@ export class Transport {
   }
 
   // _poll: POST /v1/poll?wait= {cursor?, frames} -> {cursor, frames}, in a loop. The first poll
-  // asks wait=0 so the connection opens at once; later ones wait for something to deliver.
+  // asks wait=0 so the connection opens at once, and so does a poll that carries frames (one
+  // without a reply, like typing, would otherwise hold the frames queued after it until the wait
+  // ends); the others wait for something to deliver, and a frame queued meanwhile ends them.
   async _poll(gen) {
     let cursor = this.o.getCursor?.() || null; // none: the server answers with the current head
     let first = true;
@@ -176,7 +202,7 @@ export class Transport {
       if (cursor != null) body.cursor = cursor;
       const ctl = new AbortController();
       let timedOut = false;
-      const wait = first ? 0 : POLL_WAIT;
+      const wait = first || frames.length ? 0 : POLL_WAIT;
       const timer = setTimeout(() => { timedOut = true; ctl.abort(); }, (wait + 20) * 1000);
       this.pollIdle = !first && frames.length === 0;
       this.pollAbort = () => ctl.abort();
@@ -186,7 +212,7 @@ export class Transport {
       try {
         res = await fetch(`/v1/poll?wait=${wait}`, {
           method: 'POST',
-          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.o.token}` },
+          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.o.token}`, 'X-Chat-Client-Id': this.clientId },
           body: JSON.stringify(body),
           signal: ctl.signal,
           cache: 'no-store',
