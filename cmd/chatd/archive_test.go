@@ -50,7 +50,7 @@ func TestArchiveEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, errc := make(chan string, 1), make(chan error, 1)
 	go func() {
-		errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrc <- a })
+		errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a, _ string) { addrc <- a })
 	}()
 	var url string
 	select {

@@ -177,7 +177,7 @@ func startServerWithLog(t *testing.T, dir string, buf *lockedBuffer) string {
 	addrc := make(chan string, 1)
 	errc := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { errc <- run(ctx, cfg, log, func(a string) { addrc <- a }) }()
+	go func() { errc <- run(ctx, cfg, log, func(a, _ string) { addrc <- a }) }()
 	select {
 	case a := <-addrc:
 		t.Cleanup(func() {

@@ -62,14 +62,11 @@ func main() {
 	}
 	ctx, stop := platform.SignalContext()
 	defer stop()
-	if err := run(ctx, cfg, log, func(addr string) {
+	if err := run(ctx, cfg, log, func(addr, archive string) {
 		fmt.Printf("\n  chat is running: open http://%s/\n  data: %s   stop: Ctrl-C\n", addr, cfg.DataDir)
-		switch {
-		case cfg.Archiver.Enabled():
-			fmt.Printf("  archive: ClickHouse at %s, database %s\n\n", strings.Join(cfg.Archiver.Addrs, ","), cfg.Archiver.Database)
-		case cfg.localClickHouse():
-			fmt.Printf("  archive: local ClickHouse in %s, database %s\n\n", filepath.Join(cfg.DataDir, "clickhouse"), cfg.Archiver.Database)
-		default:
+		if archive != "" {
+			fmt.Printf("  archive: %s\n\n", archive)
+		} else {
 			fmt.Printf("  archive: off. To keep every event in ClickHouse for long-term history and analytics,\n" +
 				"  install it (apt-get install clickhouse-server clickhouse-client) and run again, or set\n" +
 				"  CHAT_CLICKHOUSE_ADDR=host:9000 to use a running server.\n\n")
@@ -87,7 +84,8 @@ type configError struct{ error }
 
 // run starts the embedded NATS and the services, and stops them in order once ctx is done:
 // services drain first, then NATS connections, then the server (which syncs its files).
-func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr string)) error {
+// ready gets the address clients connect to and a description of the archive ("" when off).
+func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr, archive string)) error {
 	cfg.NATS.StoreDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
 	if err := os.MkdirAll(cfg.NATS.StoreDir, 0o700); err != nil {
 		return configError{fmt.Errorf("data dir: %w", err)}
@@ -102,13 +100,19 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 	}()
 	log.Info("embedded nats started", "store", cfg.NATS.StoreDir, "sync_always", cfg.NATS.SyncAlways)
 
+	localCH := "" // the local ClickHouse's directory, when one runs
 	if cfg.localClickHouse() {
+		// The archive is optional: a local ClickHouse that does not start leaves the chat running
+		// without it, and says so.
 		ch, err := startLocalClickHouse(ctx, cfg.DataDir, log)
 		if err != nil {
-			return err
+			log.Error("archive off: the local ClickHouse did not start", "err", err)
+			cfg.LocalClickHouse = "off"
+		} else {
+			defer ch.Stop()
+			cfg.Archiver.Addrs = []string{ch.Addr()}
+			localCH = ch.Dir
 		}
-		defer ch.Stop()
-		cfg.Archiver.Addrs = []string{ch.Addr()}
 	} else if !cfg.Archiver.Enabled() {
 		log.Info("archive off: CHAT_CLICKHOUSE_ADDR not set and no local ClickHouse (CHAT_LOCAL_CLICKHOUSE, or none installed)")
 	}
@@ -179,7 +183,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr stri
 			return err
 		}
 	}
-	ready(gw.Addr())
+	archive := ""
+	if cfg.Archiver.Enabled() {
+		archive = fmt.Sprintf("ClickHouse at %s, database %s", strings.Join(cfg.Archiver.Addrs, ","), cfg.Archiver.Database)
+		if localCH != "" {
+			archive = fmt.Sprintf("local ClickHouse in %s, database %s", localCH, cfg.Archiver.Database)
+		}
+	}
+	ready(gw.Addr(), archive)
 	return <-done
 }
 

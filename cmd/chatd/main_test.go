@@ -27,7 +27,7 @@ func start(t *testing.T, dir string) (string, func()) {
 	addrc := make(chan string, 1)
 	errc := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { errc <- run(ctx, cfg, log, func(a string) { addrc <- a }) }()
+	go func() { errc <- run(ctx, cfg, log, func(a, _ string) { addrc <- a }) }()
 	select {
 	case a := <-addrc:
 		return "http://" + a, func() {
