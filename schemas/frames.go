@@ -216,6 +216,15 @@ type HTTPError struct {
 	ErrMsg  string  `json:"errMsg"`
 }
 
+// AttachmentResponse answers POST /v1/attachments (201): the stored file, by the id messages
+// refer to.
+type AttachmentResponse struct {
+	ID          string `json:"id"`
+	ContentType string `json:"contentType"`
+	Size        int64  `json:"size"`
+	Name        string `json:"name"`
+}
+
 // MessagesResponse answers GET /v1/conversations/{conv}/messages.
 type MessagesResponse struct {
 	Messages []any `json:"messages"`

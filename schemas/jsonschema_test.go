@@ -27,7 +27,7 @@ var serverCmds = []string{CmdMessage, CmdMember, CmdAck, CmdOK, CmdError, CmdSyn
 	CmdConversations, CmdPresence, CmdContacts, CmdUnread, CmdTyping, CmdPong}
 
 var httpSchemas = []string{"http.register.request", "http.register.response", "http.login.request",
-	"http.login.response", "http.error", "http.messages.response", "http.poll.request", "http.poll.response"}
+	"http.login.response", "http.error", "http.messages.response", "http.poll.request", "http.poll.response", "http.attachment.response"}
 
 var eventTypes = []string{TypeMessage, TypeMember, TypeRead, TypeContact, TypeGone}
 
@@ -414,6 +414,7 @@ func TestGoValuesMatchSchemas(t *testing.T) {
 		{"http.register.request", RegisterRequest{User: "alice", Password: "correct horse", Name: "Alice"}},
 		{"http.login.request", LoginRequest{User: "alice", Password: "correct horse"}},
 		{"http.messages.response", MessagesResponse{Messages: []any{EventFrame(&msg, 7)}}},
+		{"http.attachment.response", AttachmentResponse{ID: "a" + strings.Repeat("x", 22), ContentType: "image/png", Size: 12, Name: "p.png"}},
 		{"client.message", ClientFrame{Cmd: CmdMessage, ID: "1", Conv: "g:team", Type: "text", Msg: ptr("hi"), Mid: "m1", Tid: "bob"}},
 		{"client.message", ClientFrame{Cmd: CmdMessage, To: "bob", Type: "file", Msg: ptr("att-1"), Mid: "m2"}},
 		{"client.create", ClientFrame{Cmd: CmdCreate, Conv: "g:team", Name: ptr("Team"), Public: true, Members: []string{"bob"}}},

@@ -181,13 +181,6 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type uploadResponse struct {
-	ID          string `json:"id"`
-	ContentType string `json:"contentType"`
-	Size        int64  `json:"size"`
-	Name        string `json:"name"`
-}
-
 func (gw *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) {
 	result := "refused"
 	defer func() { gw.metrics.uploads.WithLabelValues(result).Inc() }()
@@ -302,7 +295,7 @@ func (gw *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	result = "ok"
 	gw.metrics.uploadBytes.Add(float64(ur.n))
-	writeJSON(w, http.StatusCreated, uploadResponse{ID: id, ContentType: ctype, Size: ur.n, Name: name})
+	writeJSON(w, http.StatusCreated, schemas.AttachmentResponse{ID: id, ContentType: ctype, Size: ur.n, Name: name})
 }
 
 // attachmentInfo reads an attachment's description; an unknown id is not_found.
