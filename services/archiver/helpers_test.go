@@ -27,7 +27,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // wait bounds what should happen promptly; generous, because tests share two cores (and run
@@ -397,45 +396,11 @@ func (in *instance) ready() (bool, string) {
 // metric is the value of a counter or gauge (a histogram's sample count) of an instance.
 func (in *instance) metric(name string, labels ...string) float64 {
 	in.t.Helper()
-	mfs, err := in.ops.Registry.Gather()
-	if err != nil {
-		in.t.Fatal(err)
+	v, ok := in.ops.Value(name, labels...)
+	if !ok {
+		in.t.Fatalf("metric %s %v not found", name, labels)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if !hasLabels(m, labels) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	in.t.Fatalf("metric %s %v not found", name, labels)
-	return 0
-}
-
-func hasLabels(m *dto.Metric, kv []string) bool {
-	for i := 0; i+1 < len(kv); i += 2 {
-		found := false
-		for _, l := range m.GetLabel() {
-			if l.GetName() == kv[i] && l.GetValue() == kv[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return v
 }
 
 // eventually polls cond until it holds, failing the test after wait.

@@ -4,30 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/eventchat/chat/platform/cmdtest"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/archiver/localch"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The test binary runs the command itself when asked to.
-func TestMain(m *testing.M) {
-	if os.Getenv("ARCHIVER_RUN_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { cmdtest.Main(m, main) }
 
 // TestCommandArchivesAndStopsOnSIGTERM runs the command against a nats-server and a local
 // ClickHouse: it becomes ready, archives the log, answers an events request and exits 0 on
@@ -43,46 +31,11 @@ func TestCommandArchivesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ch.Stop()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer ns.Shutdown()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	cmd := exec.Command(os.Args[0], "-archiver-batch-wait", "20ms")
-	cmd.Env = append(os.Environ(), "ARCHIVER_RUN_MAIN=1", "CHAT_NATS_URL="+ns.ClientURL(), "CHAT_LOG_LEVEL=warn",
-		"CHAT_CLICKHOUSE_ADDR="+ch.Addr(), "CHAT_CLICKHOUSE_DB=cmd_test", "CHAT_ARCHIVER_ADDR="+addr)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitFor(t, "/readyz answers 200", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	ns := cmdtest.NATS(t)
+	addr := cmdtest.FreeAddr(t)
+	p := cmdtest.Start(t, []string{"CHAT_NATS_URL=" + ns.ClientURL(), "CHAT_LOG_LEVEL=warn", "CHAT_CLICKHOUSE_ADDR=" + ch.Addr(),
+		"CHAT_CLICKHOUSE_DB=cmd_test", "CHAT_ARCHIVER_ADDR=" + addr}, "-archiver-batch-wait", "20ms")
+	p.WaitReady(addr, 60*time.Second)
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -129,27 +82,15 @@ func TestCommandArchivesAndStopsOnSIGTERM(t *testing.T) {
 		return len(rp.Events) == 2 && rp.Archived == 2
 	})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit: %v (code %d)", err, cmd.ProcessState.ExitCode())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit 30s after SIGTERM")
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }
 
 // Without a ClickHouse address the command refuses to start (exit 2).
 func TestCommandNeedsClickHouse(t *testing.T) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "ARCHIVER_RUN_MAIN=1", "CHAT_CLICKHOUSE_ADDR=")
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-		t.Fatalf("exit %v, want code 2", err)
+	if _, code := cmdtest.Run(t, []string{"CHAT_CLICKHOUSE_ADDR="}); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
 	}
 }
 

@@ -7,17 +7,14 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"log/slog"
 	"os"
-	"time"
 
 	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/unread"
+	"github.com/nats-io/nats.go"
 )
 
 // exitCheckFailed is the exit code of a check that could not be done.
@@ -31,66 +28,14 @@ func main() {
 }
 
 func serve(args []string) {
-	var (
-		cfg  = unread.Defaults()
-		addr string
-		nc   platform.NATSConfig
-		lc   platform.LogConfig
-		topo schemas.Topology
-	)
-	if err := platform.ParseFlags("unread", args, func(f *platform.Flags) {
-		cfg.Bind(f)
-		f.String(&addr, "addr", "CHAT_UNREAD_ADDR", "127.0.0.1:8082", "listen address of /healthz, /readyz and /metrics")
-		f.BindNATS(&nc)
-		f.BindLog(&lc)
-		f.BindTopology(&topo)
-	}); err != nil {
-		platform.Fatal(platform.ExitConfig, err)
-	}
-	log, err := platform.NewLogger(os.Stderr, lc)
-	if err != nil {
-		platform.Fatal(platform.ExitConfig, err)
-	}
-	ops := platform.NewOps()
-	conn, err := platform.Connect(nc, "chat-unread", log)
-	if err != nil {
-		platform.Fatal(platform.ExitFailure, err)
-	}
-	svc, err := unread.New(cfg, unread.Deps{NATS: conn, Log: log, Ops: ops, Topology: topo})
-	if err != nil {
-		conn.Close()
-		platform.Fatal(platform.ExitConfig, err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		conn.Close()
-		platform.Fatal(platform.ExitConfig, err)
-	}
-	mux := http.NewServeMux()
-	ops.Mount(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("ops server", "err", err)
-		}
-	}()
-	log.Info("unread ops listening", "addr", ln.Addr().String())
-
-	ctx, stop := platform.SignalContext()
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		ops.SetDraining()
-	}()
-	runErr := svc.Run(ctx)
-	ops.SetDraining()
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(shutdown)
-	cancel()
-	platform.DrainNATS(conn, 10*time.Second)
-	if runErr != nil {
-		platform.Fatal(platform.ExitFailure, runErr)
-	}
+	cfg := unread.Defaults()
+	platform.RunStandalone(args, platform.Standalone{
+		Name: "unread", AddrEnv: "CHAT_UNREAD_ADDR", AddrDefault: "127.0.0.1:8082",
+		Bind: cfg.Bind,
+		New: func(nc *nats.Conn, log *slog.Logger, ops *platform.Ops, topo schemas.Topology) (platform.Service, error) {
+			return unread.New(cfg, unread.Deps{NATS: nc, Log: log, Ops: ops, Topology: topo})
+		},
+	})
 }
 
 // check runs `unread check` and returns the exit code.
