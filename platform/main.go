@@ -54,3 +54,15 @@ func Fatal(code int, err error) {
 	fmt.Fprintln(os.Stderr, "error:", err)
 	os.Exit(code)
 }
+
+// Sleep waits d, or less if ctx ends first; it reports whether the whole wait passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -83,3 +83,18 @@ func DrainNATS(nc *nats.Conn, timeout time.Duration) {
 		nc.Close()
 	}
 }
+
+// DrainSub drains a subscription (the messages it already received are handled, no new ones
+// come), waiting at most timeout before unsubscribing outright.
+func DrainSub(sub *nats.Subscription, timeout time.Duration) {
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	if err := sub.Drain(); err != nil {
+		_ = sub.Unsubscribe()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		_ = sub.Unsubscribe()
+	}
+}

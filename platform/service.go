@@ -13,6 +13,16 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// Deps are what a service runs on, made by its command (RunStandalone) or by the all-in-one.
+type Deps struct {
+	NATS *nats.Conn
+	Log  *slog.Logger
+	// Ops carries the metrics registry and readiness checks.
+	Ops *Ops
+	// Topology shapes the streams and buckets created on first start.
+	Topology schemas.Topology
+}
+
 // Service is a unit that runs until its context ends (a presence, unread or archiver instance).
 type Service interface {
 	Run(ctx context.Context) error
@@ -29,7 +39,7 @@ type Standalone struct {
 	// Check validates the options before anything connects (nil: none); an error exits 2.
 	Check func() error
 	// New builds the service on its dependencies; an error exits 2 (a bad configuration).
-	New func(nc *nats.Conn, log *slog.Logger, ops *Ops, topo schemas.Topology) (Service, error)
+	New func(Deps) (Service, error)
 }
 
 // RunStandalone runs a service on its own against an external NATS, as it runs in Kubernetes:
@@ -66,7 +76,7 @@ func RunStandalone(args []string, s Standalone) {
 	if err != nil {
 		Fatal(ExitFailure, err)
 	}
-	svc, err := s.New(conn, log, ops, topo)
+	svc, err := s.New(Deps{NATS: conn, Log: log, Ops: ops, Topology: topo})
 	if err != nil {
 		conn.Close()
 		Fatal(ExitConfig, err)

@@ -255,7 +255,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error("archiver stopping", "err", runErr)
 	}
 	for _, sub := range subs {
-		drainSub(sub)
+		platform.DrainSub(sub, drainTimeout)
 	}
 	s.waitAnswers()
 	stopBG()
@@ -283,7 +283,7 @@ func (s *Service) migrate(ctx context.Context) bool {
 		if attempt%10 == 0 {
 			s.log.Warn("applying the archive schema; retrying", "attempt", attempt+1, "err", err)
 		}
-		if !sleep(ctx, s.backoff(attempt)) {
+		if !platform.Sleep(ctx, s.backoff(attempt)) {
 			return false
 		}
 	}
@@ -434,29 +434,4 @@ func (s *Service) backoff(attempt int) time.Duration {
 	}
 	d = min(d, s.cfg.RetryMax)
 	return d - time.Duration(jitter(int64(d/5)))
-}
-
-// sleep waits d or until ctx is done; false if ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-func drainSub(sub *nats.Subscription) {
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
-	if err := sub.Drain(); err != nil {
-		_ = sub.Unsubscribe()
-		return
-	}
-	select {
-	case <-closed:
-	case <-time.After(drainTimeout):
-		_ = sub.Unsubscribe()
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/services/archiver/chstore"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -290,7 +291,7 @@ func (s *Service) pause(ctx context.Context, batch []*pend, d time.Duration) boo
 		if left <= 0 {
 			return true
 		}
-		if !sleep(ctx, min(left, s.cfg.AckWait/8)) {
+		if !platform.Sleep(ctx, min(left, s.cfg.AckWait/8)) {
 			return false
 		}
 		_ = s.renew(batch, false)
@@ -379,7 +380,7 @@ func (r *reader) run(out chan<- jetstream.Msg) {
 		}
 		// The iterator ended by itself: the consumer was deleted or NATS reconnected elsewhere.
 		fresh = true
-		if !sleep(r.ctx, min(readerPause<<min(attempt, 8), 10*time.Second)) {
+		if !platform.Sleep(r.ctx, min(readerPause<<min(attempt, 8), 10*time.Second)) {
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,7 +19,7 @@ const trimTimeout = 30 * time.Second
 // trimmer trims the stream every TrimEvery (with jitter, so instances rarely trim together).
 func (s *Service) trimmer(ctx context.Context) {
 	for {
-		if !sleep(ctx, s.cfg.TrimEvery-time.Duration(jitter(int64(s.cfg.TrimEvery/10)))) {
+		if !platform.Sleep(ctx, s.cfg.TrimEvery-time.Duration(jitter(int64(s.cfg.TrimEvery/10)))) {
 			return
 		}
 		tctx, cancel := context.WithTimeout(ctx, trimTimeout)

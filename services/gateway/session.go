@@ -159,6 +159,11 @@ func (s *session) enqueue(f outFrame) bool {
 	if s.poll != nil {
 		return s.pollAdd(f)
 	}
+	if s.closed() && !s.drain {
+		// Nothing after an abrupt close: a frame queued once the write pump made room again
+		// would follow a gap left by the overflow that closed the session.
+		return false
+	}
 	select {
 	case s.send <- f:
 		s.gw.metrics.framesOut.Inc()
@@ -294,6 +299,12 @@ func (s *session) writePump() {
 	for {
 		select {
 		case f := <-s.send:
+			if s.closed() && !s.drain {
+				// select picks at random among ready cases: a close that dropped a frame must
+				// stop the frames queued behind it too.
+				s.finishClose()
+				return
+			}
 			if err := s.writeBurst(f); err != nil {
 				s.close(0, "", false)
 				return
@@ -311,12 +322,17 @@ func (s *session) writePump() {
 					}
 				}
 			}
-			if s.closeCode != 0 {
-				msg := websocket.FormatCloseMessage(s.closeCode, s.closeReason)
-				_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			}
+			s.finishClose()
 			return
 		}
+	}
+}
+
+// finishClose sends the close frame of a session closed with a code.
+func (s *session) finishClose() {
+	if s.closeCode != 0 {
+		msg := websocket.FormatCloseMessage(s.closeCode, s.closeReason)
+		_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	}
 }
 

@@ -51,14 +51,7 @@ const (
 )
 
 // Deps are what the service runs on, made by its main (or the all-in-one).
-type Deps struct {
-	NATS *nats.Conn
-	Log  *slog.Logger
-	// Ops carries the metrics registry and readiness checks.
-	Ops *platform.Ops
-	// Topology shapes the streams and buckets created on first start (PresenceConnTTL among them).
-	Topology schemas.Topology
-}
+type Deps = platform.Deps
 
 // Service is one presence instance. Any number may run against the same NATS.
 type Service struct {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,7 +128,7 @@ func rebuild(ctx context.Context, stream jetstream.Stream, upTo uint64) (*Projec
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil, fmt.Errorf("replay: at seq %d of %d: %w", p.Seq(), upTo, err)
 			}
-			pause(ctx, errorPause)
+			platform.Sleep(ctx, errorPause)
 			continue
 		}
 		meta, err := msg.Metadata()

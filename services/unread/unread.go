@@ -64,14 +64,7 @@ const (
 )
 
 // Deps are what the service runs on, made by its main (or the all-in-one).
-type Deps struct {
-	NATS *nats.Conn
-	Log  *slog.Logger
-	// Ops carries the metrics registry and readiness checks.
-	Ops *platform.Ops
-	// Topology shapes the streams and buckets created on first start.
-	Topology schemas.Topology
-}
+type Deps = platform.Deps
 
 // Service is one unread instance. Any number may run against the same NATS.
 type Service struct {
@@ -156,7 +149,7 @@ func (s *Service) Run(ctx context.Context) error {
 	it.Stop()
 	s.progress.stop()
 	for _, sub := range subs {
-		drainSub(sub)
+		platform.DrainSub(sub, drainTimeout)
 	}
 	s.waitAnswers()
 	stopSnapshots()
@@ -197,7 +190,7 @@ func (s *Service) consume(ctx context.Context, it jetstream.MessagesContext) ([]
 				return subs, fmt.Errorf("unread: consumer closed: %w", err)
 			}
 			s.log.Warn("consumer: next", "err", err)
-			pause(ctx, errorPause)
+			platform.Sleep(ctx, errorPause)
 			continue
 		}
 		s.handle(msg)
@@ -384,29 +377,6 @@ func (s *Service) waitAnswers() {
 	case <-done:
 	case <-time.After(drainTimeout):
 		s.log.Warn("answers still running at shutdown")
-	}
-}
-
-// pause waits d or until ctx is done.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
-func drainSub(sub *nats.Subscription) {
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
-	if err := sub.Drain(); err != nil {
-		_ = sub.Unsubscribe()
-		return
-	}
-	select {
-	case <-closed:
-	case <-time.After(drainTimeout):
-		_ = sub.Unsubscribe()
 	}
 }
 

@@ -8,13 +8,10 @@ package main
 
 import (
 	"errors"
-	"log/slog"
 	"os"
 
 	"github.com/eventchat/chat/platform"
-	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/archiver"
-	"github.com/nats-io/nats.go"
 )
 
 func main() {
@@ -28,8 +25,8 @@ func main() {
 			}
 			return nil
 		},
-		New: func(nc *nats.Conn, log *slog.Logger, ops *platform.Ops, topo schemas.Topology) (platform.Service, error) {
-			return archiver.New(cfg, archiver.Deps{NATS: nc, Log: log, Ops: ops, Topology: topo})
+		New: func(d platform.Deps) (platform.Service, error) {
+			return archiver.New(cfg, archiver.Deps{NATS: d.NATS, Log: d.Log, Ops: d.Ops, Topology: d.Topology})
 		},
 	})
 }

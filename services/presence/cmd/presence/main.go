@@ -3,13 +3,10 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 
 	"github.com/eventchat/chat/platform"
-	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/presence"
-	"github.com/nats-io/nats.go"
 )
 
 func main() {
@@ -17,8 +14,6 @@ func main() {
 	platform.RunStandalone(os.Args[1:], platform.Standalone{
 		Name: "presence", AddrEnv: "CHAT_PRESENCE_ADDR", AddrDefault: "127.0.0.1:8081",
 		Bind: cfg.Bind,
-		New: func(nc *nats.Conn, log *slog.Logger, ops *platform.Ops, topo schemas.Topology) (platform.Service, error) {
-			return presence.New(cfg, presence.Deps{NATS: nc, Log: log, Ops: ops, Topology: topo})
-		},
+		New:  func(d platform.Deps) (platform.Service, error) { return presence.New(cfg, d) },
 	})
 }

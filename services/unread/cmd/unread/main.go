@@ -8,13 +8,10 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/eventchat/chat/platform"
-	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/unread"
-	"github.com/nats-io/nats.go"
 )
 
 // exitCheckFailed is the exit code of a check that could not be done.
@@ -32,9 +29,7 @@ func serve(args []string) {
 	platform.RunStandalone(args, platform.Standalone{
 		Name: "unread", AddrEnv: "CHAT_UNREAD_ADDR", AddrDefault: "127.0.0.1:8082",
 		Bind: cfg.Bind,
-		New: func(nc *nats.Conn, log *slog.Logger, ops *platform.Ops, topo schemas.Topology) (platform.Service, error) {
-			return unread.New(cfg, unread.Deps{NATS: nc, Log: log, Ops: ops, Topology: topo})
-		},
+		New:  func(d platform.Deps) (platform.Service, error) { return unread.New(cfg, d) },
 	})
 }
 
