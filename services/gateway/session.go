@@ -159,11 +159,6 @@ func (s *session) enqueue(f outFrame) bool {
 	if s.poll != nil {
 		return s.pollAdd(f)
 	}
-	if s.closed() && !s.drain {
-		// Nothing after an abrupt close: a frame queued once the write pump made room again
-		// would follow a gap left by the overflow that closed the session.
-		return false
-	}
 	select {
 	case s.send <- f:
 		s.gw.metrics.framesOut.Inc()
