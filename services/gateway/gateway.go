@@ -209,6 +209,10 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		}
 		defer sub.Unsubscribe()
 	}
+	// The server has the subscriptions before a client can connect.
+	if err := gw.nc.Flush(); err != nil {
+		gw.log.Warn("flush subscriptions", "err", err)
+	}
 	go gw.heartbeats(liveCtx)
 	go gw.pollSweeper(liveCtx)
 

@@ -191,6 +191,10 @@ func (s *Service) Run(ctx context.Context) error {
 		stopAll()
 		return fmt.Errorf("presence: subscribe: %w", err)
 	}
+	// Ready means the server has the subscription: a report published after Ready is heard.
+	if err := s.nc.Flush(); err != nil {
+		s.log.Warn("flush subscription", "err", err)
+	}
 	s.reconcile("start")
 	sweepCtx, stopSweep := context.WithCancel(base)
 	sweepDone := make(chan struct{})
