@@ -4,7 +4,7 @@ MODULES := schemas platform services/gateway services/presence services/unread s
 # Packages with tests; bench is run by `make bench`, not by the tests.
 TESTED  := ./schemas/... ./platform/... ./services/gateway/... ./services/presence/... ./services/unread/... ./services/archiver/... ./cmd/chatd/... ./cmd/chatctl/...
 
-.PHONY: run test vet build modules bench bench-quick fmt fuzz clean k8s-check
+.PHONY: deps run test vet build modules bench bench-quick fmt fuzz clean k8s-check
 
 ## run: the whole system on the embedded default (NATS with JetStream in ./data), URL printed
 run:
@@ -12,7 +12,7 @@ run:
 
 ## test: every test (vet, unit and integration tests, each module on its own too; the gateway
 ## again under the race detector)
-test: vet modules k8s-check
+test: deps vet modules k8s-check
 	$(GO) test -count=1 -timeout 15m $(TESTED)
 	$(GO) test -count=1 -race -timeout 15m ./services/gateway/... ./services/presence/... ./services/unread/...
 
@@ -22,6 +22,10 @@ vet:
 ## modules: every module builds on its own, without the workspace (GOWORK=off)
 modules:
 	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./... ) || exit 1; done
+
+## deps: install what the tests need and are missing (ClickHouse, Chromium; Debian, as root)
+deps:
+	.ci/deps
 
 ## k8s-check: lint and render the Helm chart with several value sets and check the manifests
 ## (builds helm into .cache/bin the first time: a couple of minutes, offline through the Go proxy)
