@@ -48,14 +48,15 @@ type Standalone struct {
 // the process with the codes of Fatal: 1 a failure while running, 2 a bad configuration.
 func RunStandalone(args []string, s Standalone) {
 	var (
-		addr string
-		nc   NATSConfig
-		lc   LogConfig
-		topo schemas.Topology
+		addr, debugAddr string
+		nc              NATSConfig
+		lc              LogConfig
+		topo            schemas.Topology
 	)
 	if err := ParseFlags(s.Name, args, func(f *Flags) {
 		s.Bind(f)
 		f.String(&addr, "addr", s.AddrEnv, s.AddrDefault, "listen address of /healthz, /readyz and /metrics")
+		f.BindDebug(&debugAddr)
 		f.BindNATS(&nc)
 		f.BindLog(&lc)
 		f.BindTopology(&topo)
@@ -98,6 +99,9 @@ func RunStandalone(args []string, s Standalone) {
 
 	ctx, stop := SignalContext()
 	defer stop()
+	if err := ServeDebug(ctx, debugAddr, log); err != nil {
+		Fatal(ExitConfig, err)
+	}
 	go func() {
 		<-ctx.Done()
 		ops.SetDraining()

@@ -36,12 +36,15 @@ type config struct {
 	// in <data dir>/clickhouse, when no CHAT_CLICKHOUSE_ADDR is given; "off" never does. Tests
 	// leave it empty, which is off.
 	LocalClickHouse string
+	// DebugAddr serves the profiler when set (platform.ServeDebug).
+	DebugAddr string
 }
 
 func (c *config) bind(f *platform.Flags) {
 	f.String(&c.DataDir, "data-dir", "CHAT_DATA_DIR", "./data", "where JetStream keeps the event log and buckets")
 	f.BindEmbeddedNATS(&c.NATS)
 	f.BindLog(&c.Log)
+	f.BindDebug(&c.DebugAddr)
 	f.BindTopology(&c.Topology)
 	c.Gateway.Bind(f)
 	c.Presence.Bind(f)
@@ -87,6 +90,9 @@ type configError struct{ error }
 // ready gets the address clients connect to and a description of the archive ("" when off).
 func run(ctx context.Context, cfg config, log *slog.Logger, ready func(addr, archive string)) error {
 	cfg.NATS.StoreDir = cfg.DataDir // nats-server keeps its files in <dir>/jetstream
+	if err := platform.ServeDebug(ctx, cfg.DebugAddr, log); err != nil {
+		return configError{fmt.Errorf("debug listener: %w", err)}
+	}
 	if err := os.MkdirAll(cfg.NATS.StoreDir, 0o700); err != nil {
 		return configError{fmt.Errorf("data dir: %w", err)}
 	}

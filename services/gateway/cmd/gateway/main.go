@@ -13,15 +13,17 @@ import (
 
 func main() {
 	var (
-		cfg  = gateway.Defaults()
-		nc   platform.NATSConfig
-		lc   platform.LogConfig
-		topo schemas.Topology
+		cfg       = gateway.Defaults()
+		nc        platform.NATSConfig
+		lc        platform.LogConfig
+		topo      schemas.Topology
+		debugAddr string
 	)
 	if err := platform.ParseFlags("gateway", os.Args[1:], func(f *platform.Flags) {
 		cfg.Bind(f)
 		f.BindNATS(&nc)
 		f.BindLog(&lc)
+		f.BindDebug(&debugAddr)
 		f.BindTopology(&topo)
 	}); err != nil {
 		platform.Fatal(platform.ExitConfig, err)
@@ -41,6 +43,9 @@ func main() {
 	}
 	ctx, stop := platform.SignalContext()
 	defer stop()
+	if err := platform.ServeDebug(ctx, debugAddr, log); err != nil {
+		platform.Fatal(platform.ExitConfig, err)
+	}
 	runErr := gw.Run(ctx)
 	platform.DrainNATS(conn, 10*time.Second)
 	if runErr != nil {
