@@ -159,6 +159,8 @@ func main() {
 	archiveOn := flag.Bool("archive", true, "run the archive phase (a local ClickHouse from the installed binary)")
 	onlyArchive := flag.Bool("only-archive", false, "run only the archive phase")
 	presenceUsers := flag.Int("presence-users", 0, "presence phase: simulated users (0: default 10000, 2500 with -quick)")
+	scenarioSpec := flag.String("scenarios", "all", "scenarios on child-process servers to run: all, none, or a comma-separated list of "+strings.Join(scenarioNames(), ", "))
+	onlyScenarios := flag.Bool("only-scenarios", false, "run only the -scenarios (no raw, gateway, presence, unread or archive phase)")
 	presenceConns := flag.Int("presence-conns-per-user", 0, "presence phase: connections per user (0: default 2)")
 	flag.Parse()
 	// gatewaytest's account helpers use the default client: give every request a deadline.
@@ -174,6 +176,13 @@ func main() {
 	}
 	if *onlyArchive {
 		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, false, false, true
+	}
+	if *onlyScenarios {
+		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, false, false, false
+	}
+	selected, err := selectScenarios(*scenarioSpec)
+	if err != nil {
+		log.Fatal(err)
 	}
 	setIf(&p.PresenceUsers, *presenceUsers)
 	setIf(&p.PresenceConnsPerUser, *presenceConns)
@@ -211,6 +220,17 @@ func main() {
 		rep.Archive = runArchive(p, func(name string) func() func() {
 			return namedProfiler(*cpuProfile, *execTrace, name)
 		})
+	}
+	for _, sc := range selected {
+		log.Printf("%s: starting", sc.name)
+		start := time.Now()
+		res, err := sc.run(*quick)
+		run := &scenarioRun{Seconds: time.Since(start).Seconds(), Result: res}
+		if err != nil {
+			run.Error = err.Error()
+			log.Printf("%s: %v", sc.name, err)
+		}
+		rep.Scenarios[sc.name] = run
 	}
 	rep.finish()
 	rep.print(os.Stdout)

@@ -134,13 +134,16 @@ type report struct {
 	Unread []unreadResult `json:"unread,omitempty"`
 	// Archive is the archive phase: a local ClickHouse and a fresh nats-server, fsync off.
 	Archive *archiveResult `json:"archive,omitempty"`
-	Seconds float64        `json:"seconds"`
-	started time.Time
+	// Scenarios are the scenarios on child-process servers (scenario.go), by name.
+	Scenarios map[string]*scenarioRun `json:"scenarios,omitempty"`
+	Seconds   float64                 `json:"seconds"`
+	started   time.Time
 }
 
 func newReport(p params) *report {
 	host, _ := os.Hostname()
 	return &report{Date: time.Now().UTC().Format(time.RFC3339), Revision: revision(), Params: p, started: time.Now(),
+		Scenarios: map[string]*scenarioRun{},
 		Machine: machine{NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
 			OS: runtime.GOOS, Arch: runtime.GOARCH, Hostname: host, LoadAvgBefore: loadAvg()}}
 }
@@ -189,6 +192,11 @@ func (r *report) failed() bool {
 	if r.Archive != nil && r.Archive.Error != "" {
 		return true
 	}
+	for _, s := range r.Scenarios {
+		if s.Error != "" || (s.Result != nil && s.Result.failed()) {
+			return true
+		}
+	}
 	return r.Presence != nil && len(r.Presence.Errors) > 0
 }
 
@@ -222,6 +230,17 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.Archive != nil {
 		r.Archive.print(w)
+	}
+	for _, name := range scenarioNames() {
+		if s := r.Scenarios[name]; s != nil {
+			fmt.Fprintf(w, "\n%s (%.0f s)\n", name, s.Seconds)
+			if s.Error != "" {
+				fmt.Fprintf(w, "  error: %s\n", s.Error)
+			}
+			if s.Result != nil {
+				s.Result.print(w)
+			}
+		}
 	}
 }
 
