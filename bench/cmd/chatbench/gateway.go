@@ -13,26 +13,50 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eventchat/chat/services/gateway"
 	"github.com/eventchat/chat/services/gateway/gatewaytest"
 )
 
-// gatewayResult is the gateway under load: a closed-loop run for throughput and an open-loop run
-// for latency at light load, over the same sessions.
+// gatewayResult is chatd under load: a closed-loop run for throughput, then an open-loop ladder
+// of rising fixed rates for latency against offered rate and the highest sustained rate.
 type gatewayResult struct {
 	Senders      int         `json:"senders"`
 	Window       int         `json:"window"`
 	SetupSeconds float64     `json:"setupSeconds"`
 	Closed       *loadResult `json:"closedLoop,omitempty"`
-	Open         *loadResult `json:"openLoop,omitempty"`
+	// Ladder is the open-loop runs, rate by rate, up to the first that failed (kept: it shows
+	// where the latency went).
+	Ladder []*loadResult `json:"ladder,omitempty"`
+	// MaxSustained is the highest ladder step that held: every message acked and delivered within
+	// the run, send-to-deliver p99 under SustainedP99Ms, at least 95 % of the offered rate acked.
+	MaxSustained   *loadResult `json:"maxSustained,omitempty"`
+	SustainedP99Ms float64     `json:"sustainedP99Ms"`
 }
 
-// runGateway starts a gateway on the nats-server at url, connects the clients and runs both loads.
-// profile starts the CPU profile and trace of the closed-loop window, if asked for, and returns their stop.
-func runGateway(url string, fsync bool, p params, profile func() func()) (*gatewayResult, error) {
-	res := &gatewayResult{Senders: p.Senders, Window: p.Window}
+// open returns the ladder's run at rate, or nil.
+func (g *gatewayResult) open(rate float64) *loadResult {
+	if g == nil {
+		return nil
+	}
+	for _, r := range g.Ladder {
+		if r.TargetRate == rate {
+			return r
+		}
+	}
+	return nil
+}
+
+// sustained says whether an open-loop run held its rate.
+func sustained(r *loadResult, p99Ms float64) bool {
+	return r.Error == "" && r.Undelivered == 0 && r.SendToDeliver.Count > 0 && r.SendToDeliver.P99 < p99Ms &&
+		r.AckedPerSec >= 0.95*r.TargetRate && len(r.Errors) == 0
+}
+
+// runGateway connects the clients to the chatd child srv and runs the closed loop, then the
+// ladder. profile starts the CPU profile of the closed-loop window, if asked for, and returns its stop.
+func runGateway(srv *child, p params, profile func() func()) (*gatewayResult, error) {
+	res := &gatewayResult{Senders: p.Senders, Window: p.Window, SustainedP99Ms: p.SustainedP99Ms}
 	start := time.Now()
-	b, err := startBench(url, fsync, p)
+	b, err := startBench(srv, p)
 	if err != nil {
 		return res, err
 	}
@@ -43,49 +67,36 @@ func runGateway(url string, fsync bool, p params, profile func() func()) (*gatew
 	res.Closed = b.run(loadSpec{phase: 1, mode: "closed", window: p.Window, warmup: p.Warmup,
 		measure: p.Measure, profile: profile}, p)
 	logf("gateway closed loop: %s", res.Closed.summary())
-	// The open loop's window only bounds a stalled gateway; at its rate it never fills.
-	interval := time.Duration(float64(time.Second) * float64(p.Senders) / float64(p.OpenRate))
-	res.Open = b.run(loadSpec{phase: 2, mode: "open", window: b.cfg.MaxPendingAcks, warmup: time.Second,
-		measure: p.OpenDuration, interval: interval}, p)
-	logf("gateway open loop:   %s", res.Open.summary())
-	return res, errors.Join(res.Closed.err(), res.Open.err())
+	errs := []error{res.Closed.err()}
+	for k, rate := range p.OpenRates {
+		// The open loop's window only bounds a stalled gateway; at its rate it never fills.
+		interval := time.Duration(float64(time.Second) * float64(p.Senders) / float64(rate))
+		r := b.run(loadSpec{phase: 2 + k, mode: "open", window: p.OpenWindow, warmup: p.OpenWarmup,
+			measure: p.OpenDuration, interval: interval}, p)
+		res.Ladder = append(res.Ladder, r)
+		logf("gateway open loop %6d/s: %s", rate, r.summary())
+		if !sustained(r, p.SustainedP99Ms) {
+			break // the rate is not held: higher ones would only pile up a backlog
+		}
+		res.MaxSustained = r
+	}
+	return res, errors.Join(errs...)
 }
 
-// bench is a running gateway with its connected clients: senders[i] sends to receivers[i].
+// bench is chatd with its connected clients: senders[i] sends to receivers[i].
 type bench struct {
-	gw        *gatewaytest.Gateway
-	cfg       gateway.Config
+	srv       *child
 	senders   []*gatewaytest.Client
 	receivers []*gatewaytest.Client
 }
 
-// benchConfig is the gateway's test configuration with the per-session limits out of the way:
-// the benchmark measures the write path, not the rate limiter.
-// As the all-in-one does, atomic batches are used only when every write is fsynced.
-func benchConfig(fsync bool, p params) gateway.Config {
-	cfg := gatewaytest.TestConfig()
-	cfg.RateLimit, cfg.RateBurst = 1e9, 1_000_000
-	cfg.MaxPendingAcks = max(cfg.MaxPendingAcks, p.Window)
-	cfg.SendQueue = max(cfg.SendQueue, 8*p.Window)
-	cfg.BatchMax, cfg.BatchInflight = p.GatewayBatchMax, p.GatewayBatchInflight
-	if !fsync {
-		cfg.BatchAtomicMin = 0
-	}
-	return cfg
-}
-
-func startBench(url string, fsync bool, p params) (*bench, error) {
-	cfg := benchConfig(fsync, p)
-	g, err := gatewaytest.StartGateway(url, cfg, nil)
-	if err != nil {
-		return nil, err
-	}
-	b := &bench{gw: g, cfg: cfg}
+func startBench(srv *child, p params) (*bench, error) {
+	b := &bench{srv: srv}
 	var users []string
 	for i := range p.Senders {
 		users = append(users, senderID(i), receiverID(i))
 	}
-	tokens, err := accounts(g.URL, users)
+	tokens, err := accounts(srv.URL, users)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -94,7 +105,7 @@ func startBench(url string, fsync bool, p params) (*bench, error) {
 	// only live events, which the gateway releases to a new session after its sync grace, long
 	// before the first message.
 	for i := range p.Senders {
-		c, err := dial(g.URL, tokens[receiverID(i)])
+		c, err := dial(srv.URL, tokens[receiverID(i)])
 		if err != nil {
 			b.close()
 			return nil, err
@@ -102,7 +113,7 @@ func startBench(url string, fsync bool, p params) (*bench, error) {
 		b.receivers = append(b.receivers, c)
 	}
 	for i := range p.Senders {
-		c, err := dial(g.URL, tokens[senderID(i)])
+		c, err := dial(srv.URL, tokens[senderID(i)])
 		if err != nil {
 			b.close()
 			return nil, err
@@ -149,9 +160,6 @@ func accounts(url string, users []string) (map[string]string, error) {
 func (b *bench) close() {
 	for _, c := range append(b.senders, b.receivers...) {
 		c.Close()
-	}
-	if err := b.gw.Stop(); err != nil {
-		logf("gateway stop: %v", err)
 	}
 }
 

@@ -65,9 +65,14 @@ type loadResult struct {
 	// LiveLagMeanMs is the mean time from an event's append to its arrival at the gateway's live
 	// feed: the part of send-to-deliver spent before the gateway pushes the event to sessions.
 	LiveLagMeanMs float64 `json:"liveLagMeanMs"`
-	// CPUCores is the CPU time this whole process (nats-server, gateway and clients) used over the
-	// window, in cores: close to the machine's count means the run was CPU-bound.
-	CPUCores float64 `json:"cpuCores"`
+	// ServerCPUCores is the CPU time chatd (nats-server, gateway, presence, unread) used over the
+	// window, in cores; HarnessCPUCores the load generator's (this process). Their sum close to the
+	// machine's count means the run was CPU-bound.
+	ServerCPUCores  float64 `json:"serverCpuCores"`
+	HarnessCPUCores float64 `json:"harnessCpuCores"`
+	// ServerCPUPerMsgUs is chatd's CPU time per acked message in the window, in microseconds: it
+	// covers storing the message, the ack, and delivering it to the sender's and receiver's sessions.
+	ServerCPUPerMsgUs float64 `json:"serverCpuPerMsgUs"`
 
 	Error string `json:"error,omitempty"`
 }
@@ -80,8 +85,9 @@ func (r *loadResult) err() error {
 }
 
 func (r *loadResult) summary() string {
-	s := fmt.Sprintf("%.0f acked msgs/s, %.0f delivered/s, send->ack p50 %.2f ms p99 %.2f ms, send->deliver p50 %.2f ms p99 %.2f ms, mean batch %.1f, live lag %.1f ms, %.2f cores",
-		r.AckedPerSec, r.DeliveredPerSec, r.SendToAck.P50, r.SendToAck.P99, r.SendToDeliver.P50, r.SendToDeliver.P99, r.MeanBatch, r.LiveLagMeanMs, r.CPUCores)
+	s := fmt.Sprintf("%.0f acked msgs/s, %.0f delivered/s, send->ack p50 %.2f ms p99 %.2f ms, send->deliver p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms, mean batch %.1f, live lag %.1f ms, server %.2f cores (%.1f µs/msg), harness %.2f cores",
+		r.AckedPerSec, r.DeliveredPerSec, r.SendToAck.P50, r.SendToAck.P99, r.SendToDeliver.P50, r.SendToDeliver.P99,
+		r.SendToDeliver.P999, r.SendToDeliver.Max, r.MeanBatch, r.LiveLagMeanMs, r.ServerCPUCores, r.ServerCPUPerMsgUs, r.HarnessCPUCores)
 	if r.Error != "" {
 		s += " (error: " + r.Error + ")"
 	}
@@ -118,7 +124,7 @@ func (b *bench) run(spec loadSpec, p params) *loadResult {
 func (b *bench) watchWindow(ctx context.Context, lr *loadRun, profile func() func()) (before, after <-chan gatewayMetrics) {
 	bc, ac := make(chan gatewayMetrics, 1), make(chan gatewayMetrics, 1)
 	scrape := func() gatewayMetrics {
-		m, err := scrapeMetrics(ctx, b.gw.URL)
+		m, err := scrapeMetrics(ctx, b.srv.URL)
 		if err != nil {
 			lr.fail(fmt.Errorf("metrics: %w", err))
 		}
@@ -131,9 +137,14 @@ func (b *bench) watchWindow(ctx context.Context, lr *loadRun, profile func() fun
 		if profile != nil {
 			stop = profile()
 		}
-		cpu0, t0 := cpuTime(), time.Now()
+		cpu0, t0, server := cpuTime(), time.Now(), meterCPU(b.srv)
 		sleepUntil(ctx, lr.end)
-		lr.res.CPUCores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		used, cores := server.stop()
+		lr.res.ServerCPUCores = cores
+		lr.res.HarnessCPUCores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		if n := lr.acked.Load(); n > 0 {
+			lr.res.ServerCPUPerMsgUs = float64(used.Microseconds()) / float64(n)
+		}
 		stop()
 		ac <- scrape()
 	}()

@@ -20,12 +20,11 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/eventchat/chat/schemas"
-	"github.com/eventchat/chat/services/gateway/gatewaytest"
 )
 
 // params are the knobs of one run; -quick shortens every phase, nothing else.
@@ -45,13 +44,18 @@ type params struct {
 	RawBatchInflight []int         `json:"rawBatchInflight"`
 
 	// Gateway phases.
-	Senders      int           `json:"senders"`
-	Window       int           `json:"window"`
-	Warmup       time.Duration `json:"-"`
-	Measure      time.Duration `json:"-"`
-	OpenRate     int           `json:"openRate"`
-	OpenDuration time.Duration `json:"-"`
-	DrainTimeout time.Duration `json:"-"`
+	Senders int           `json:"senders"`
+	Window  int           `json:"window"`
+	Warmup  time.Duration `json:"-"`
+	Measure time.Duration `json:"-"`
+	// The open-loop ladder: total messages/s offered, step by step, each OpenWarmup then
+	// OpenDuration measured; a step holds when its send-to-deliver p99 is under SustainedP99Ms.
+	OpenRates      []int         `json:"openRates"`
+	OpenWindow     int           `json:"openWindow"`
+	OpenWarmup     time.Duration `json:"-"`
+	OpenDuration   time.Duration `json:"-"`
+	SustainedP99Ms float64       `json:"sustainedP99Ms"`
+	DrainTimeout   time.Duration `json:"-"`
 	// The gateway's group commit: events per batch and batches in flight (0: its defaults).
 	GatewayBatchMax      int `json:"gatewayBatchMax"`
 	GatewayBatchInflight int `json:"gatewayBatchInflight"`
@@ -114,7 +118,8 @@ func defaultParams(quick bool) params {
 		Quick: quick, Raw: true, Gateway: true, Presence: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
 		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
 		Senders: 50, Window: 128, Warmup: 3 * time.Second, Measure: 20 * time.Second,
-		OpenRate: 1000, OpenDuration: 15 * time.Second, DrainTimeout: 60 * time.Second,
+		OpenRates: []int{1000, 2000, 5000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000}, OpenWindow: 4096,
+		OpenWarmup: time.Second, OpenDuration: 5 * time.Second, SustainedP99Ms: 50, DrainTimeout: 60 * time.Second,
 		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 3 * time.Second,
 		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,
 		PresenceHeartbeat: schemas.PresenceHeartbeat,
@@ -123,7 +128,8 @@ func defaultParams(quick bool) params {
 		HistoryRows: 10_000_000, HistoryConvs: 10_000, HistoryRequests: 2000,
 	}
 	if quick {
-		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 5*time.Second
+		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 2*time.Second
+		p.OpenRates = []int{1000, 5000, 20_000, 40_000}
 		p.DrainTimeout = 30 * time.Second
 		// Fewer sessions: connecting 20,000 takes 30-70 s on 2 CPUs (each connect's recompute lists
 		// the user's connections with a consumer whose cost grows with the bucket).
@@ -132,8 +138,6 @@ func defaultParams(quick bool) params {
 		p.UnreadMessages = 50_000
 		p.ArchiveRows, p.ArchiveLagDuration, p.HistoryRows, p.HistoryConvs, p.HistoryRequests = 100_000, 4*time.Second, 1_000_000, 1000, 300
 	}
-	cfg := gatewaytest.TestConfig()
-	p.GatewayBatchMax, p.GatewayBatchInflight = cfg.BatchMax, cfg.BatchInflight
 	return p
 }
 
@@ -145,11 +149,11 @@ func main() {
 	fsyncs := flag.String("fsync", "on,off", "durability settings to run: on, off or both (on,off)")
 	senders := flag.Int("senders", 0, "sender WebSocket clients (0: default 50)")
 	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 128)")
-	openRate := flag.Int("open-rate", 0, "total messages/s of the open-loop run (0: default 1000)")
+	openRates := flag.String("open-rates", "", "the open-loop ladder: total messages/s, comma-separated (default 1000,2000,5000,...,80000)")
 	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
 	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>, and of the archiver draining the stream to <file>-archive-drain")
-	execTrace := flag.String("trace", "", "write an execution trace of each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of chatd over each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>, and of the archiver draining the stream to <file>-archive-drain")
+	execTrace := flag.String("trace", "", "write an execution trace of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
 	rawOn := flag.Bool("raw", true, "run the raw JetStream phases")
 	gatewayOn := flag.Bool("gateway", true, "run the gateway phases")
 	presenceOn := flag.Bool("presence", true, "run the presence phase (its own nats-server, fsync on)")
@@ -188,7 +192,11 @@ func main() {
 	setIf(&p.PresenceConnsPerUser, *presenceConns)
 	setIf(&p.Senders, *senders)
 	setIf(&p.Window, *window)
-	setIf(&p.OpenRate, *openRate)
+	if *openRates != "" {
+		if p.OpenRates, err = parseInts(*openRates); err != nil {
+			log.Fatalf("-open-rates: %v", err)
+		}
+	}
 	setIf(&p.GatewayBatchMax, *batchMax)
 	setIf(&p.GatewayBatchInflight, *batchInflight)
 	settings, err := parseFsync(*fsyncs)
@@ -203,7 +211,7 @@ func main() {
 			break
 		}
 		log.Printf("fsync=%s: starting", onOff(fsync))
-		rep.Settings = append(rep.Settings, runSetting(p, fsync, profiler(*cpuProfile, *execTrace, fsync)))
+		rep.Settings = append(rep.Settings, runSetting(p, fsync, *cpuProfile))
 	}
 	if p.Presence {
 		log.Printf("presence: starting (fresh nats-server, fsync=on)")
@@ -251,6 +259,18 @@ func setIf(dst *int, v int) {
 	}
 }
 
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func parseFsync(s string) ([]bool, error) {
 	var out []bool
 	for _, f := range strings.Split(s, ",") {
@@ -273,35 +293,45 @@ func onOff(b bool) string {
 	return "off"
 }
 
-// runSetting runs every phase against a fresh nats-server with the given durability. A phase that
-// fails is recorded with its error and the remaining phases still run.
-func runSetting(p params, fsync bool, profile func() func()) settingResult {
+// runSetting runs the raw and gateway phases against a fresh chatd child with the given
+// durability: the raw phases publish to its embedded nats-server (a stream of their own), the
+// gateway phases go through its WebSocket gateway. A phase that fails is recorded with its error
+// and the remaining phases still run.
+func runSetting(p params, fsync bool, cpuProfile string) settingResult {
 	res := settingResult{Fsync: fsync}
-	dir, err := os.MkdirTemp("", "chatbench-")
+	var env []string
+	if p.GatewayBatchMax > 0 {
+		env = append(env, "CHAT_BATCH_MAX="+strconv.Itoa(p.GatewayBatchMax))
+	}
+	if p.GatewayBatchInflight > 0 {
+		env = append(env, "CHAT_BATCH_INFLIGHT="+strconv.Itoa(p.GatewayBatchInflight))
+	}
+	srv, err := startChatd(chatdOptions{Fsync: fsync, Env: env})
 	if err != nil {
-		res.Errors = append(res.Errors, err.Error())
+		res.Errors = append(res.Errors, "start chatd: "+err.Error())
 		return res
 	}
-	defer os.RemoveAll(dir)
-	ns, err := gatewaytest.StartNATS(filepath.Join(dir, "js"), fsync)
-	if err != nil {
-		res.Errors = append(res.Errors, "start nats-server: "+err.Error())
-		return res
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	defer srv.stop()
 
 	if p.Raw {
-		raw, err := runRaw(ns.ClientURL(), p)
+		raw, err := runRaw(srv.NATSURL, p)
 		res.Raw = raw
 		if err != nil {
 			res.Errors = append(res.Errors, "raw: "+err.Error())
 		}
 	}
 	if p.Gateway {
-		gw, err := runGateway(ns.ClientURL(), fsync, p, profile)
+		gw, err := runGateway(srv, p, childProfiler(srv, suffixed(cpuProfile, "fsync-"+onOff(fsync)), p.Measure))
 		res.Gateway = gw
 		if err != nil {
 			res.Errors = append(res.Errors, "gateway: "+err.Error())
+		}
+	}
+	if p.Raw && p.Gateway && !fsync {
+		hub, err := runHubLadder(p)
+		res.Rawhub = hub
+		if err != nil {
+			res.Errors = append(res.Errors, "rawhub: "+err.Error())
 		}
 	}
 	for _, e := range res.Errors {

@@ -2,20 +2,18 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
+	"time"
 )
 
-// profiler returns a hook that starts a CPU profile and/or an execution trace of one window (the
-// closed-loop gateway measurement) and returns their stop; the gateway and nats-server run in this
-// process, so both show where the server side spends its time and waits. Empty paths: no-ops.
-func profiler(cpuBase, traceBase string, fsync bool) func() func() {
-	return namedProfiler(cpuBase, traceBase, "fsync-"+onOff(fsync))
-}
-
-// namedProfiler is profiler writing to <base>-<suffix>.
+// namedProfiler returns a hook that starts a CPU profile and/or an execution trace of one window
+// of this process (the phases that run their service in-process: presence, archive) into
+// <base>-<suffix>, and returns their stop. Empty bases: no-ops.
 func namedProfiler(cpuBase, traceBase, suffix string) func() func() {
 	cpuPath, tracePath := suffixed(cpuBase, suffix), suffixed(traceBase, suffix)
 	return func() func() {
@@ -68,5 +66,36 @@ func closeLogged(f io.Closer) {
 	}
 	if n, ok := f.(interface{ Name() string }); ok {
 		logf("wrote %s", n.Name())
+	}
+}
+
+// childProfiler returns a hook that takes a CPU profile of the chatd child srv over one window
+// (from its debug listener) into path, and returns its stop, which waits for the profile; an
+// empty path: nil (no profile).
+func childProfiler(srv *child, path string, window time.Duration) func() func() {
+	if path == "" {
+		return nil
+	}
+	return func() func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			secs := max(1, int(window.Round(time.Second)/time.Second))
+			resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", srv.DebugURL, secs))
+			if err != nil {
+				logf("cpu profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			f := create(path)
+			if f == nil {
+				return
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				logf("cpu profile: %v", err)
+			}
+			closeLogged(f)
+		}()
+		return func() { <-done }
 	}
 }

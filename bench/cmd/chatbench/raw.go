@@ -54,7 +54,7 @@ type rawPayloads struct {
 func newRawPayloads(senders int) rawPayloads {
 	var pl rawPayloads
 	for i := range senders {
-		pl.subjects = append(pl.subjects, schemas.ContentSubject(conv(i)))
+		pl.subjects = append(pl.subjects, rawSubjectPrefix+schemas.ContentSubject(conv(i)))
 		pl.data = append(pl.data, eventPayload(i, "r0", msgText(0, time.Now())))
 	}
 	return pl
@@ -114,7 +114,7 @@ func runRaw(url string, p params) ([]rawResult, error) {
 		logf("raw %-12s %9.0f msgs/s (%d acked, %d failed)", r.Name, r.MsgsPerSec, r.Acked, r.Failed)
 		results = append(results, r)
 	}
-	// The gateway phases start from an empty log, like the raw ones.
+	// The raw log is not needed any more.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := deleteStream(ctx, js); err != nil {
@@ -123,18 +123,35 @@ func runRaw(url string, p params) ([]rawResult, error) {
 	return results, errors.Join(errs...)
 }
 
-// freshStream replaces the events stream with an empty one. Deleting a stream is what production
-// must never do; here each phase owns a throwaway log.
+// The raw phases run on chatd's own nats-server, beside its events stream: their stream has the
+// events stream's configuration under another name, over the same subjects behind a prefix.
+const (
+	rawStreamName    = "BENCH_RAW"
+	rawSubjectPrefix = "bench."
+)
+
+func rawStreamConfig() jetstream.StreamConfig {
+	cfg := schemas.EventsStreamConfig(schemas.Topology{})
+	cfg.Name = rawStreamName
+	subjects := make([]string, 0, len(cfg.Subjects)) // a copy: cfg.Subjects is the schema's own slice
+	for _, s := range cfg.Subjects {
+		subjects = append(subjects, rawSubjectPrefix+s)
+	}
+	cfg.Subjects = subjects
+	return cfg
+}
+
+// freshStream replaces the raw stream with an empty one: each phase owns a throwaway log.
 func freshStream(ctx context.Context, js jetstream.JetStream) error {
 	if err := deleteStream(ctx, js); err != nil {
 		return err
 	}
-	_, err := js.CreateStream(ctx, schemas.EventsStreamConfig(schemas.Topology{}))
+	_, err := js.CreateStream(ctx, rawStreamConfig())
 	return err
 }
 
 func deleteStream(ctx context.Context, js jetstream.JetStream) error {
-	err := js.DeleteStream(ctx, schemas.EventsStream)
+	err := js.DeleteStream(ctx, rawStreamName)
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err
 	}

@@ -57,9 +57,21 @@ type settingResult struct {
 	Fsync   bool           `json:"fsync"`
 	Raw     []rawResult    `json:"raw"`
 	Gateway *gatewayResult `json:"gateway,omitempty"`
+	// Rawhub is the raw WebSocket relay's ladder at the same rates (fsync off only: it stores nothing).
+	Rawhub *hubLadder `json:"rawhub,omitempty"`
 	// GatewayOverRawAsync is the gateway's closed-loop throughput over the raw async publish rate.
-	GatewayOverRawAsync float64  `json:"gatewayOverRawAsync,omitempty"`
-	Errors              []string `json:"errors,omitempty"`
+	GatewayOverRawAsync float64 `json:"gatewayOverRawAsync,omitempty"`
+	// SustainedOverRawAsync is the highest sustained open-loop rate (p99 under the bound) over the
+	// raw async publish rate: the issue's measure.
+	SustainedOverRawAsync float64  `json:"sustainedOverRawAsync,omitempty"`
+	Errors                []string `json:"errors,omitempty"`
+}
+
+func (s *settingResult) sustainedRate() float64 {
+	if s.Gateway == nil || s.Gateway.MaxSustained == nil {
+		return 0
+	}
+	return s.Gateway.MaxSustained.AckedPerSec
 }
 
 func (s *settingResult) raw(name string) *rawResult {
@@ -128,6 +140,8 @@ type report struct {
 	// GatewayFsyncOnOverRawFsyncOff: what durability plus the gateway cost against the fastest
 	// undurable baseline.
 	GatewayFsyncOnOverRawFsyncOff float64 `json:"gatewayFsyncOnOverRawFsyncOff,omitempty"`
+	// SustainedFsyncOnOverRawFsyncOff likewise for the highest sustained open-loop rate.
+	SustainedFsyncOnOverRawFsyncOff float64 `json:"sustainedFsyncOnOverRawFsyncOff,omitempty"`
 	// Presence is the presence phase, on its own nats-server with fsync on.
 	Presence *presenceResult `json:"presence,omitempty"`
 	// Unread is the unread phase: one fresh nats-server per scenario, fsync off.
@@ -164,6 +178,7 @@ func (r *report) finish() {
 		s := &r.Settings[i]
 		if a := s.raw("async"); a != nil {
 			s.GatewayOverRawAsync = ratio(s.gatewayRate(), a.MsgsPerSec)
+			s.SustainedOverRawAsync = ratio(s.sustainedRate(), a.MsgsPerSec)
 		}
 		if s.Fsync {
 			on = s
@@ -174,6 +189,7 @@ func (r *report) finish() {
 	if on != nil && off != nil {
 		if a := off.raw("async"); a != nil {
 			r.GatewayFsyncOnOverRawFsyncOff = ratio(on.gatewayRate(), a.MsgsPerSec)
+			r.SustainedFsyncOnOverRawFsyncOff = ratio(on.sustainedRate(), a.MsgsPerSec)
 		}
 	}
 }
@@ -317,7 +333,10 @@ func (r *report) printSettings(w io.Writer) {
 		row("  mean batch (events)", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.MeanBatch) }))
 		row("  delivery catch-up after run s", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.CatchUpSeconds) }))
 		row("  live feed lag mean ms", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.LiveLagMeanMs) }))
-		row("  CPU cores used", cell(func(x *loadResult) string { return fmt.Sprintf("%.2f", x.CPUCores) }))
+		row("  CPU cores: server / harness", cell(func(x *loadResult) string {
+			return fmt.Sprintf("%.2f / %.2f", x.ServerCPUCores, x.HarnessCPUCores)
+		}))
+		row("  server CPU µs per message", cell(func(x *loadResult) string { return fmt.Sprintf("%.1f", x.ServerCPUPerMsgUs) }))
 		row("  errors / undelivered", cell(func(x *loadResult) string {
 			n := int64(0)
 			for _, v := range x.Errors {
@@ -327,11 +346,33 @@ func (r *report) printSettings(w io.Writer) {
 		}))
 	}
 	load(fmt.Sprintf("gateway closed loop %dx%d", p.Senders, p.Window), func(g *gatewayResult) *loadResult { return g.Closed })
-	load(fmt.Sprintf("gateway open loop %d/s", p.OpenRate), func(g *gatewayResult) *loadResult { return g.Open })
-	row("gateway / raw async", func(s *settingResult) string { return fmt.Sprintf("%.2f", s.GatewayOverRawAsync) })
+	row("gateway closed loop / raw async", func(s *settingResult) string { return fmt.Sprintf("%.2f", s.GatewayOverRawAsync) })
+	for _, rate := range p.OpenRates {
+		row(fmt.Sprintf("open loop %d/s: acked/s, deliver p50/p99/p99.9/max ms, server µs/msg", rate), func(s *settingResult) string {
+			x := s.Gateway.open(float64(rate))
+			if x == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f  %.2f/%.2f/%.2f/%.1f  %.1f", x.AckedPerSec, x.SendToDeliver.P50, x.SendToDeliver.P99,
+				x.SendToDeliver.P999, x.SendToDeliver.Max, x.ServerCPUPerMsgUs)
+		})
+		row("  rawhub, same rate", func(s *settingResult) string {
+			x := s.Rawhub.step(float64(rate))
+			if x == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f  %.2f/%.2f/%.2f/%.1f  %.1f", x.DeliveredPerSec, x.SendToDeliver.P50, x.SendToDeliver.P99,
+				x.SendToDeliver.P999, x.SendToDeliver.Max, x.ServerCPUPerMsgUs)
+		})
+	}
+	row(fmt.Sprintf("highest sustained rate (p99 < %.0f ms) msgs/s", p.SustainedP99Ms), func(s *settingResult) string {
+		return fmt.Sprintf("%.0f", s.sustainedRate())
+	})
+	row("  / raw async", func(s *settingResult) string { return fmt.Sprintf("%.2f", s.SustainedOverRawAsync) })
 	tw.Flush()
 	if r.GatewayFsyncOnOverRawFsyncOff > 0 {
-		fmt.Fprintf(w, "\ngateway fsync=on / raw async fsync=off: %.2f\n", r.GatewayFsyncOnOverRawFsyncOff)
+		fmt.Fprintf(w, "\ngateway fsync=on / raw async fsync=off: closed loop %.2f, highest sustained %.2f\n",
+			r.GatewayFsyncOnOverRawFsyncOff, r.SustainedFsyncOnOverRawFsyncOff)
 	}
 	for _, s := range r.Settings {
 		for _, e := range s.Errors {
