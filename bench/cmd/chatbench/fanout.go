@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -264,16 +265,38 @@ func chatJoiner(srv *child, mint *tokenMinter) func(context.Context, int, bool) 
 		if err != nil {
 			return nil, err
 		}
-		f := schemas.ClientFrame{Cmd: schemas.CmdJoin, ID: "j" + strconv.Itoa(i), Conv: fanoutConv}
+		f := schemas.ClientFrame{Cmd: schemas.CmdJoin, Conv: fanoutConv}
 		if create {
 			f.Cmd, f.Public, f.Members = schemas.CmdCreate, true, []string{}
 		}
-		if err := fanoutRequest(conn, &f); err != nil {
+		// Joins of one group at once contend for its state (the gateway answers internal "too
+		// much contention" after a few attempts): try again a little later, a bounded number of times.
+		for attempt := 0; ; attempt++ {
+			f.ID = "j" + strconv.Itoa(i) + "." + strconv.Itoa(attempt)
+			err = fanoutRequest(conn, &f)
+			var ae *fanoutAnswerError
+			if err == nil || !errors.As(err, &ae) || ae.code != schemas.CodeInternal || attempt == 7 {
+				break
+			}
+			sleepUntil(ctx, time.Now().Add(time.Duration(20+rand.IntN(20<<attempt))*time.Millisecond))
+		}
+		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("%s %s: %w", f.Cmd, fanoutUser(i), err)
 		}
 		return conn, nil
 	}
+}
+
+// fanoutAnswerError is an answer other than ok.
+type fanoutAnswerError struct {
+	cmd  string
+	code schemas.ErrCode
+	msg  string
+}
+
+func (e *fanoutAnswerError) Error() string {
+	return fmt.Sprintf("answered %s %s: %s", e.cmd, e.code, e.msg)
 }
 
 // fanoutRequest sends f and reads frames until its answer: nil for ok, an error otherwise.
@@ -305,7 +328,7 @@ func fanoutRequest(conn *websocket.Conn, f *schemas.ClientFrame) error {
 		if a.Cmd == schemas.CmdOK {
 			return nil
 		}
-		return fmt.Errorf("answered %s %s: %s", a.Cmd, a.ErrCode, a.ErrMsg)
+		return &fanoutAnswerError{cmd: a.Cmd, code: schemas.ErrCode(a.ErrCode), msg: a.ErrMsg}
 	}
 }
 

@@ -115,15 +115,15 @@ func (p params) MarshalJSON() ([]byte, error) {
 
 func defaultParams(quick bool) params {
 	p := params{
-		Quick: quick, Raw: true, Gateway: true, Presence: true, RawDuration: 8 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
-		RawBatchSizes: []int{100, 1000}, RawBatchInflight: []int{1, 2},
-		Senders: 50, Window: 128, Warmup: 3 * time.Second, Measure: 20 * time.Second,
+		Quick: quick, Raw: true, Gateway: true, Presence: true, RawDuration: 6 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
+		RawBatchSizes: []int{1000}, RawBatchInflight: []int{2},
+		Senders: 50, Window: 128, Warmup: 2 * time.Second, Measure: 10 * time.Second,
 		OpenRates: []int{1000, 2000, 5000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000}, OpenWindow: 4096,
 		OpenWarmup: time.Second, OpenDuration: 5 * time.Second, SustainedP99Ms: 50, DrainTimeout: 60 * time.Second,
 		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 3 * time.Second,
 		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,
 		PresenceHeartbeat: schemas.PresenceHeartbeat,
-		Unread:            true, UnreadMessages: 200_000,
+		Unread:            true, UnreadMessages: 100_000,
 		Archive: true, ArchiveRows: 500_000, ArchiveLagRate: 5000, ArchiveLagDuration: 10 * time.Second,
 		HistoryRows: 10_000_000, HistoryConvs: 10_000, HistoryRequests: 2000,
 	}
@@ -314,7 +314,7 @@ func runSetting(p params, fsync bool, cpuProfile string) settingResult {
 	defer srv.stop()
 
 	if p.Raw {
-		raw, err := runRaw(srv.NATSURL, p)
+		raw, err := runRaw(srv, p)
 		res.Raw = raw
 		if err != nil {
 			res.Errors = append(res.Errors, "raw: "+err.Error())

@@ -31,7 +31,10 @@ type rawResult struct {
 	Failed     int64   `json:"failed"`
 	Seconds    float64 `json:"seconds"`
 	MsgsPerSec float64 `json:"msgsPerSec"`
-	Error      string  `json:"error,omitempty"`
+	// ServerCPUPerMsgUs is the server's (chatd's whole process) CPU time per acked message.
+	ServerCPUPerMsgUs float64 `json:"serverCpuPerMsgUs,omitempty"`
+	ServerCPUCores    float64 `json:"serverCpuCores,omitempty"`
+	Error             string  `json:"error,omitempty"`
 }
 
 func (r *rawResult) finish(acked, failed int64, elapsed time.Duration, err error) {
@@ -69,9 +72,10 @@ func (pl rawPayloads) msg(n int) *nats.Msg {
 	return m
 }
 
-// runRaw runs the raw phases, each on an empty stream with the events stream's configuration.
-func runRaw(url string, p params) ([]rawResult, error) {
-	nc, err := nats.Connect(url, nats.Name("chatbench-raw"))
+// runRaw runs the raw phases on srv's nats-server, each on an empty stream with the events
+// stream's configuration.
+func runRaw(srv *child, p params) ([]rawResult, error) {
+	nc, err := nats.Connect(srv.NATSURL, nats.Name("chatbench-raw"))
 	if err != nil {
 		return nil, err
 	}
@@ -105,13 +109,20 @@ func runRaw(url string, p params) ([]rawResult, error) {
 		if err := freshStream(ctx, js); err != nil {
 			r.Error = err.Error()
 		} else {
+			cpu := meterCPU(srv)
 			ph.run(ctx, &r)
+			used, cores := cpu.stop()
+			r.ServerCPUCores = cores
+			if r.Acked > 0 {
+				r.ServerCPUPerMsgUs = float64(used.Microseconds()) / float64(r.Acked)
+			}
 		}
 		cancel()
 		if r.Error != "" {
 			errs = append(errs, fmt.Errorf("%s: %s", r.Name, r.Error))
 		}
-		logf("raw %-12s %9.0f msgs/s (%d acked, %d failed)", r.Name, r.MsgsPerSec, r.Acked, r.Failed)
+		logf("raw %-12s %9.0f msgs/s (%d acked, %d failed), server %.2f cores (%.1f µs/msg)", r.Name, r.MsgsPerSec,
+			r.Acked, r.Failed, r.ServerCPUCores, r.ServerCPUPerMsgUs)
 		results = append(results, r)
 	}
 	// The raw log is not needed any more.

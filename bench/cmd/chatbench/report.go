@@ -304,9 +304,9 @@ func (r *report) printSettings(w io.Writer) {
 	}
 	row("", func(s *settingResult) string { return "fsync=" + onOff(s.Fsync) })
 	for _, name := range rawNames(r.Settings) {
-		row("raw "+rawLabel(r.Settings, name)+" msgs/s", func(s *settingResult) string {
+		row("raw "+rawLabel(r.Settings, name)+" msgs/s (server CPU/msg)", func(s *settingResult) string {
 			if a := s.raw(name); a != nil && a.Error == "" {
-				return fmt.Sprintf("%.0f", a.MsgsPerSec)
+				return fmt.Sprintf("%.0f (%.1f µs)", a.MsgsPerSec, a.ServerCPUPerMsgUs)
 			}
 			return "failed"
 		})
