@@ -36,10 +36,12 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/ ./cmd/chatd ./services/gateway/cmd/gateway ./services/presence/cmd/presence ./services/unread/cmd/unread ./services/archiver/cmd/archiver ./cmd/chatctl
 
-## bench: the benchmark suite (minutes); results in bench/results/<date>.json
+## bench: the benchmark suite (at most 15 minutes); results in bench/results/<date>.json, plots in
+## docs/img/bench (see docs/benchmarks.md)
 bench:
-	cd bench && $(GO) run ./cmd/chatbench -out results/$$(date +%F).json
+	cd bench && $(GO) run ./cmd/chatbench -out results/$$(date +%F).json -plots ../docs/img/bench
 
+## bench-quick: every phase and scenario, shortened (at most 3 minutes)
 bench-quick:
 	cd bench && $(GO) run ./cmd/chatbench -quick -out results/$$(date +%F)-quick.json
 

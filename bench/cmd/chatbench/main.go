@@ -146,6 +146,7 @@ func main() {
 	log.SetPrefix("chatbench: ")
 	quick := flag.Bool("quick", false, "short phases (about a minute in all)")
 	out := flag.String("out", "", "write the results as JSON to this file (its directory is created)")
+	plots := flag.String("plots", "", "draw the plots (PNG) into this directory")
 	fsyncs := flag.String("fsync", "on,off", "durability settings to run: on, off or both (on,off)")
 	senders := flag.Int("senders", 0, "sender WebSocket clients (0: default 50)")
 	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 128)")
@@ -247,6 +248,11 @@ func main() {
 			log.Fatal(err)
 		}
 		log.Printf("wrote %s", *out)
+	}
+	if *plots != "" {
+		if err := writeFigures(rep, *plots); err != nil {
+			log.Fatal(err)
+		}
 	}
 	if rep.failed() {
 		os.Exit(1)

@@ -37,10 +37,13 @@ type plotSpec struct {
 	Lines                 []series
 	// HLine is an optional horizontal reference line (a target), drawn dashed
 	// with its label.
-	HLine *struct {
-		Y     float64
-		Label string
-	}
+	HLine *hline
+}
+
+// hline is a horizontal reference line: a target.
+type hline struct {
+	Y     float64
+	Label string
 }
 
 const (

@@ -20,10 +20,7 @@ func samplePlotSpec() plotSpec {
 			{Name: "p99", Points: [][2]float64{{100, 4}, {300, 4.6}, {1000, 7.5}, {3000, 14}, {10000, 38}, {20000, 160}}},
 		},
 	}
-	p.HLine = &struct {
-		Y     float64
-		Label string
-	}{Y: 100, Label: "target p99 100 ms"}
+	p.HLine = &hline{Y: 100, Label: "target p99 100 ms"}
 	return p
 }
 
@@ -74,10 +71,7 @@ func TestWritePlot(t *testing.T) {
 				{Name: "RSS", Points: [][2]float64{{0, 18}, {1000, 41}, {2500, 77}, {5000, 139}, {10000, 262}}},
 				{Name: "Go heap in use", Points: [][2]float64{{0, 4}, {1000, 22}, {2500, 50}, {5000, 96}, {10000, 190}}},
 			}}
-		mem.HLine = &struct {
-			Y     float64
-			Label string
-		}{Y: 250, Label: "budget 250 MiB"}
+		mem.HLine = &hline{Y: 250, Label: "budget 250 MiB"}
 		if err := writePlot(filepath.Join(dir, "sample-plot-memory.png"), mem); err != nil {
 			t.Fatal(err)
 		}
