@@ -150,8 +150,10 @@ type report struct {
 	Archive *archiveResult `json:"archive,omitempty"`
 	// Scenarios are the scenarios on child-process servers (scenario.go), by name.
 	Scenarios map[string]*scenarioRun `json:"scenarios,omitempty"`
-	Seconds   float64                 `json:"seconds"`
-	started   time.Time
+	// Targets are the benchmark issue's targets against this run's figures.
+	Targets []target `json:"targets,omitempty"`
+	Seconds float64  `json:"seconds"`
+	started time.Time
 }
 
 func newReport(p params) *report {
@@ -171,6 +173,7 @@ func ratio(a, b float64) float64 {
 
 // finish computes the ratios between settings.
 func (r *report) finish() {
+	defer func() { r.Targets = r.targets() }()
 	r.Seconds = time.Since(r.started).Seconds()
 	r.Machine.LoadAvgAfter = loadAvg()
 	var on, off *settingResult
@@ -247,6 +250,7 @@ func (r *report) print(w io.Writer) {
 	if r.Archive != nil {
 		r.Archive.print(w)
 	}
+	defer printTargets(w, r.Targets)
 	for _, name := range scenarioNames() {
 		if s := r.Scenarios[name]; s != nil {
 			fmt.Fprintf(w, "\n%s (%.0f s)\n", name, s.Seconds)
