@@ -89,9 +89,16 @@ type Event struct {
 
 // DecodeEvent decodes and checks a log entry.
 func DecodeEvent(data []byte) (Event, error) {
+	// The common shape is decoded by hand (eventjson.go); anything else, errors included, by
+	// encoding/json, with the same result. encoding/json decodes into a variable of its own, so
+	// that e stays off the heap on the fast path.
 	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("schemas: decode event: %w", err)
+	if !decodeEventFast(data, &e) {
+		var slow Event
+		if err := json.Unmarshal(data, &slow); err != nil {
+			return Event{}, fmt.Errorf("schemas: decode event: %w", err)
+		}
+		e = slow
 	}
 	switch e.Type {
 	case TypeMessage, TypeMember, TypeRead, TypeGone:
