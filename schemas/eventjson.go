@@ -1,6 +1,11 @@
 package schemas
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
 
 // decodeEventFast decodes the common shape of a log entry into *e, which must be the zero Event,
 // without encoding/json. It reports false, leaving *e in any state, for anything outside that
@@ -8,179 +13,82 @@ import "unicode/utf8"
 // error) for such input. When it reports true, *e is exactly what json.Unmarshal(data, e) gives.
 //
 // The shape: one JSON object, with whitespace wherever JSON allows it; keys exactly equal to
-// Event's JSON names (encoding/json also matches other letter cases, and ignores unknown keys:
-// those fall back); string values without escapes, in valid UTF-8; uint64 values as plain digits
-// (no sign, fraction, exponent or leading zero) that fit; true or false for the bools; members as
-// an array of such strings; and null for any field, which, as in encoding/json, leaves a string,
-// number or bool as it is and sets members to nil. A repeated key wins over the earlier ones, as
-// in encoding/json.
+// Event's JSON names, without escapes (encoding/json also matches other letter cases, and ignores
+// unknown keys: those fall back); string values as fastScanner.quoted takes them (valid UTF-8,
+// escapes other than escaped surrogates); uint64 values as plain digits (no sign, fraction,
+// exponent or leading zero) that fit; true or false for the bools; members as an array of such
+// strings; and null for any field, which, as in encoding/json, leaves a string, number or bool as
+// it is and sets members to nil. A repeated key wins over the earlier ones, as in encoding/json.
 //
 // Strings are copied out of data: callers keep the Event after data is reused.
 func decodeEventFast(data []byte, e *Event) bool {
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return false
-	}
-	i = skipSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return skipSpace(data, i+1) == len(data)
+	s := fastScanner{data: data}
+	if empty, ok := s.openObject(); !ok || empty {
+		return ok
 	}
 	for {
-		// Key.
-		if i >= len(data) || data[i] != '"' {
+		key, ok := s.key()
+		if !ok {
 			return false
 		}
-		start := i + 1
-		end := start
-		for end < len(data) && data[end] != '"' && data[end] != '\\' {
-			end++
-		}
-		if end >= len(data) || data[end] != '"' {
-			return false
-		}
-		key := data[start:end]
-		i = skipSpace(data, end+1)
-		if i >= len(data) || data[i] != ':' {
-			return false
-		}
-		i = skipSpace(data, i+1)
-		if i >= len(data) {
-			return false
-		}
-
-		// Value.
-		var ok bool
 		switch string(key) {
 		case "type":
-			i, ok = fastString(data, i, &e.Type, true)
+			ok = s.str(&e.Type, true)
 		case "conv":
-			i, ok = fastString(data, i, &e.Conv, false)
+			ok = s.str(&e.Conv, false)
 		case "ts":
-			i, ok = fastString(data, i, &e.Ts, false)
+			ok = s.str(&e.Ts, false)
 		case "from":
-			i, ok = fastString(data, i, &e.From, false)
+			ok = s.str(&e.From, false)
 		case "mid":
-			i, ok = fastString(data, i, &e.Mid, false)
+			ok = s.str(&e.Mid, false)
 		case "msgType":
-			i, ok = fastString(data, i, &e.MsgType, true)
+			ok = s.str(&e.MsgType, true)
 		case "msg":
-			i, ok = fastString(data, i, &e.Msg, false)
+			ok = s.str(&e.Msg, false)
 		case "tid":
-			i, ok = fastString(data, i, &e.Tid, false)
+			ok = s.str(&e.Tid, false)
 		case "kind":
-			i, ok = fastString(data, i, &e.Kind, true)
+			ok = s.str(&e.Kind, true)
 		case "ref":
-			i, ok = fastUint(data, i, &e.Ref)
+			ok = s.num(&e.Ref)
 		case "refFrom":
-			i, ok = fastString(data, i, &e.RefFrom, false)
+			ok = s.str(&e.RefFrom, false)
 		case "emoji":
-			i, ok = fastString(data, i, &e.Emoji, false)
+			ok = s.str(&e.Emoji, false)
 		case "remove":
-			i, ok = fastBool(data, i, &e.Remove)
+			ok = s.boolean(&e.Remove)
 		case "seq":
-			i, ok = fastUint(data, i, &e.Seq)
+			ok = s.num(&e.Seq)
 		case "user":
-			i, ok = fastString(data, i, &e.User, false)
+			ok = s.str(&e.User, false)
 		case "action":
-			i, ok = fastString(data, i, &e.Action, true)
+			ok = s.str(&e.Action, true)
 		case "by":
-			i, ok = fastString(data, i, &e.By, false)
+			ok = s.str(&e.By, false)
 		case "name":
-			i, ok = fastString(data, i, &e.Name, false)
+			ok = s.str(&e.Name, false)
 		case "public":
-			i, ok = fastBool(data, i, &e.Public)
+			ok = s.boolean(&e.Public)
 		case "members":
-			i, ok = fastMembers(data, i, &e.Members)
+			ok = s.strList(&e.Members)
+		default:
+			return false
 		}
 		if !ok {
 			return false
 		}
-
-		// A comma and the next key, or the end of the object and of the input.
-		i = skipSpace(data, i)
-		if i >= len(data) {
-			return false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return skipSpace(data, i+1) == len(data)
-		default:
-			return false
-		}
-	}
-}
-
-// skipSpace returns the index of the first byte at or after i that is not JSON whitespace.
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// hasLiteral reports whether data[i:] starts with lit.
-func hasLiteral(data []byte, i int, lit string) bool {
-	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
-}
-
-// fastQuoted scans the string value at data[i] (a quote): it returns its contents and the index
-// after the closing quote, or false if it is not a string, has an escape or a control character,
-// or is not valid UTF-8 (encoding/json would replace the invalid bytes).
-func fastQuoted(data []byte, i int) ([]byte, int, bool) {
-	if data[i] != '"' {
-		return nil, 0, false
-	}
-	start := i + 1
-	ascii := true
-	for j := start; j < len(data); j++ {
-		c := data[j]
-		switch {
-		case c == '"':
-			s := data[start:j]
-			if !ascii && !utf8.Valid(s) {
-				return nil, 0, false
+		if !s.comma() {
+			if more, ok := s.next(); !ok || !more {
+				return ok
 			}
-			return s, j + 1, true
-		case c == '\\' || c < 0x20:
-			return nil, 0, false
-		case c >= utf8.RuneSelf:
-			ascii = false
 		}
 	}
-	return nil, 0, false
-}
-
-// fastString decodes the string or null at data[i] (i < len(data)) into *dst and returns the index
-// after it. With intern, the usual values of the enumerated fields (types, kinds, message types,
-// actions) are the constants themselves, not copies.
-func fastString(data []byte, i int, dst *string, intern bool) (int, bool) {
-	if data[i] == 'n' {
-		// null leaves a string as it is.
-		return i + 4, hasLiteral(data, i, "null")
-	}
-	s, next, ok := fastQuoted(data, i)
-	if !ok {
-		return 0, false
-	}
-	if intern {
-		if c, found := internEnum(s); found {
-			*dst = c
-			return next, true
-		}
-	}
-	*dst = string(s)
-	return next, true
 }
 
 // internEnum returns the constant equal to s, if s is one of the fixed values of the enumerated
-// fields. The switch on string(s) does not allocate.
+// fields of events (types, kinds, message types, actions) and of client frames (commands). The
+// switch on string(s) does not allocate.
 func internEnum(s []byte) (string, bool) {
 	switch string(s) {
 	case TypeMessage:
@@ -217,105 +125,448 @@ func internEnum(s []byte) (string, bool) {
 		return ContactAdd, true
 	case ContactRemove:
 		return ContactRemove, true
+	// The client commands that are not also one of the above.
+	case CmdLogin:
+		return CmdLogin, true
+	case CmdMessage:
+		return CmdMessage, true
+	case CmdCreate:
+		return CmdCreate, true
+	case CmdJoin:
+		return CmdJoin, true
+	case CmdLeave:
+		return CmdLeave, true
+	case CmdInvite:
+		return CmdInvite, true
+	case CmdRead:
+		return CmdRead, true
+	case CmdTyping:
+		return CmdTyping, true
+	case CmdSync:
+		return CmdSync, true
+	case CmdHistory:
+		return CmdHistory, true
+	case CmdConversations:
+		return CmdConversations, true
+	case CmdPresence:
+		return CmdPresence, true
+	case CmdContacts:
+		return CmdContacts, true
+	case CmdPing:
+		return CmdPing, true
+	case CmdActivity:
+		return CmdActivity, true
 	}
 	return "", false
 }
 
-// fastUint decodes the number or null at data[i] (i < len(data)) into *dst and returns the index
-// after it. It takes plain digits without a leading zero that fit in a uint64: anything else is
-// either a syntax error or a type error for encoding/json, and falls back. A following '.', 'e'
-// or digit (after a leading zero) is left for the caller, which rejects it as it expects a space,
-// a comma or a closing brace.
-func fastUint(data []byte, i int, dst *uint64) (int, bool) {
-	c := data[i]
-	if c == 'n' {
-		// null leaves a number as it is.
-		return i + 4, hasLiteral(data, i, "null")
+// fastScanner reads the one JSON object that the hand-written decoders (decodeEventFast here,
+// decodeClientFrameFast in framejson.go) take, member by member: openObject, then for each member
+// key, the method for the value's field (str, strPtr, num, numPtr, boolean, strList), and comma or
+// next. Every method reports false for anything outside the shapes it takes, syntax errors
+// included, and the decoder then falls back to encoding/json: a decoder that reads the whole
+// object with these methods gets what encoding/json would give, or falls back.
+//
+// The value methods expect s.i < len(s.data), as key leaves it. Strings are copied out of data,
+// never aliased: callers keep the values after data is reused.
+type fastScanner struct {
+	data []byte
+	i    int // the next byte to read
+}
+
+// skipSpace moves past JSON whitespace.
+func (s *fastScanner) skipSpace() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
 	}
+}
+
+// openObject reads the opening brace of the object, and the whitespace around it. It reports
+// empty for an object without members, which it reads to its end, as next does.
+func (s *fastScanner) openObject() (empty, ok bool) {
+	s.skipSpace()
+	if s.i >= len(s.data) || s.data[s.i] != '{' {
+		return false, false
+	}
+	s.i++
+	s.skipSpace()
+	if s.i < len(s.data) && s.data[s.i] == '}' {
+		s.i++
+		s.skipSpace()
+		return true, s.i == len(s.data)
+	}
+	return false, true
+}
+
+// key reads a member's key, with the whitespace before it, its colon and the whitespace up to its
+// value, and returns the key as it is in data. A key with an escape falls back.
+func (s *fastScanner) key() ([]byte, bool) {
+	s.skipSpace()
+	d := s.data
+	if s.i >= len(d) || d[s.i] != '"' {
+		return nil, false
+	}
+	start := s.i + 1
+	end := start
+	for end < len(d) && d[end] != '"' && d[end] != '\\' {
+		end++
+	}
+	if end >= len(d) || d[end] != '"' {
+		return nil, false
+	}
+	s.i = end + 1
+	s.skipSpace()
+	if s.i >= len(d) || d[s.i] != ':' {
+		return nil, false
+	}
+	s.i++
+	s.skipSpace()
+	if s.i >= len(d) {
+		return nil, false
+	}
+	return d[start:end], true
+}
+
+// next reads what follows a member's value: a comma (more; key reads the whitespace after it), or
+// the closing brace, after which only whitespace may follow (not more). The usual comma right
+// after the value is left to an inlined check: decoders call next as
+//
+//	if !s.comma() { more, ok := s.next(); ... }
+func (s *fastScanner) next() (more, ok bool) {
+	s.skipSpace()
+	if s.i >= len(s.data) {
+		return false, false
+	}
+	switch s.data[s.i] {
+	case ',':
+		s.i++
+		return true, true
+	case '}':
+		s.i++
+		s.skipSpace()
+		return false, s.i == len(s.data)
+	}
+	return false, false
+}
+
+// comma reads a comma right at s.i, if there is one.
+func (s *fastScanner) comma() bool {
+	if s.i < len(s.data) && s.data[s.i] == ',' {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// literal reads lit (null, true or false). Whatever follows it is left to the caller, which
+// rejects a letter as it expects a space, a comma or a closing bracket.
+func (s *fastScanner) literal(lit string) bool {
+	if len(s.data)-s.i < len(lit) || string(s.data[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// quoted reads the string at s.i and returns its contents as they are in data, and their length
+// once decoded, which is less than len(raw) exactly when raw has escapes. It takes valid UTF-8
+// (encoding/json replaces invalid bytes) without control characters (a syntax error), with the
+// escapes \" \\ \/ \b \f \n \r \t and \uXXXX, except for the surrogates U+D800 to U+DFFF, whose
+// pairing encoding/json resolves in ways best left to it.
+func (s *fastScanner) quoted() (raw []byte, size int, ok bool) {
+	d := s.data
+	if d[s.i] != '"' {
+		return nil, 0, false
+	}
+	start := s.i + 1
+	shrink := 0 // how much shorter the escapes are once decoded
+	ascii := true
+	j := start
+	for {
+		for j < len(d) && plainASCII[d[j]] {
+			j++
+		}
+		if j >= len(d) {
+			return nil, 0, false
+		}
+		switch c := d[j]; {
+		case c == '"':
+			raw = d[start:j]
+			// The escapes are ASCII: they leave the validity of the rest as it is.
+			if !ascii && !utf8.Valid(raw) {
+				return nil, 0, false
+			}
+			s.i = j + 1
+			return raw, len(raw) - shrink, true
+		case c == '\\':
+			if j+1 >= len(d) {
+				return nil, 0, false
+			}
+			switch d[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+				shrink++
+			case 'u':
+				if len(d)-j < 6 {
+					return nil, 0, false
+				}
+				r := hex4(d[j+2 : j+6])
+				if r < 0 || utf16.IsSurrogate(r) {
+					return nil, 0, false
+				}
+				j += 6
+				shrink += 6 - utf8.RuneLen(r)
+			default:
+				return nil, 0, false
+			}
+		case c < 0x20:
+			return nil, 0, false
+		default:
+			// The bytes of a multi-byte character, checked at the end.
+			ascii = false
+			j++
+		}
+	}
+}
+
+// plainASCII tells the bytes that stand for themselves in a JSON string and need no check: ASCII
+// but for the control characters, the quote and the backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// hex4 returns the value of the four hex digits that b starts with, or -1.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// unescape decodes raw, the contents of a string that quoted took, size bytes long once decoded,
+// into a new string: one allocation.
+func unescape(raw []byte, size int) string {
+	var b strings.Builder
+	b.Grow(size)
+	for len(raw) > 0 {
+		k := bytes.IndexByte(raw, '\\')
+		if k < 0 {
+			b.Write(raw)
+			break
+		}
+		b.Write(raw[:k])
+		raw = raw[k:]
+		switch c := raw[1]; c {
+		case 'u':
+			b.WriteRune(hex4(raw[2:6]))
+			raw = raw[6:]
+		default:
+			switch c {
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			}
+			// '"', '\\' and '/' stand for themselves.
+			b.WriteByte(c)
+			raw = raw[2:]
+		}
+	}
+	return b.String()
+}
+
+// decoded returns a copy of raw, the contents of a string that quoted took, size bytes long once
+// decoded, with its escapes decoded.
+func decoded(raw []byte, size int) string {
+	if size < len(raw) {
+		return unescape(raw, size)
+	}
+	return string(raw)
+}
+
+// str reads a string or null into *dst. null leaves a string as it is, as in encoding/json. With
+// intern, the usual values of the enumerated fields (internEnum) are the constants themselves, not
+// copies.
+func (s *fastScanner) str(dst *string, intern bool) bool {
+	if s.data[s.i] == 'n' {
+		return s.literal("null")
+	}
+	raw, size, ok := s.quoted()
+	if !ok {
+		return false
+	}
+	if intern && size == len(raw) {
+		if c, found := internEnum(raw); found {
+			*dst = c
+			return true
+		}
+	}
+	*dst = decoded(raw, size)
+	return true
+}
+
+// strPtr reads a string into a new *string at *dst, or null, which sets *dst to nil as in
+// encoding/json.
+func (s *fastScanner) strPtr(dst **string) bool {
+	if s.data[s.i] == 'n' {
+		*dst = nil
+		return s.literal("null")
+	}
+	raw, size, ok := s.quoted()
+	if !ok {
+		return false
+	}
+	v := decoded(raw, size)
+	*dst = &v
+	return true
+}
+
+// digits reads a number as plain digits without a leading zero that fit in a uint64: anything
+// else is either a syntax error or a type error for encoding/json, and falls back. A following
+// '.', 'e' or digit (after a leading zero) is left for the caller, which rejects it as it expects
+// a space, a comma or a closing bracket.
+func (s *fastScanner) digits() (uint64, bool) {
+	d := s.data
+	c := d[s.i]
 	if c < '0' || c > '9' {
 		return 0, false
 	}
 	if c == '0' {
-		*dst = 0
-		return i + 1, true
+		s.i++
+		return 0, true
 	}
 	const maxUint = ^uint64(0)
 	var v uint64
-	for ; i < len(data); i++ {
-		c = data[i]
+	i := s.i
+	for ; i < len(d); i++ {
+		c = d[i]
 		if c < '0' || c > '9' {
 			break
 		}
-		d := uint64(c - '0')
-		if v > (maxUint-d)/10 {
+		n := uint64(c - '0')
+		if v > (maxUint-n)/10 {
 			return 0, false
 		}
-		v = v*10 + d
+		v = v*10 + n
 	}
-	*dst = v
-	return i, true
+	s.i = i
+	return v, true
 }
 
-// fastBool decodes true, false or null at data[i] (i < len(data)) into *dst and returns the index
-// after it.
-func fastBool(data []byte, i int, dst *bool) (int, bool) {
-	switch data[i] {
+// num reads a number (as digits takes it) or null into *dst. null leaves a number as it is, as
+// in encoding/json.
+func (s *fastScanner) num(dst *uint64) bool {
+	if s.data[s.i] == 'n' {
+		return s.literal("null")
+	}
+	v, ok := s.digits()
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+// numPtr reads a number (as digits takes it) into a new *uint64 at *dst, or null, which sets
+// *dst to nil as in encoding/json.
+func (s *fastScanner) numPtr(dst **uint64) bool {
+	if s.data[s.i] == 'n' {
+		*dst = nil
+		return s.literal("null")
+	}
+	v, ok := s.digits()
+	if ok {
+		*dst = &v
+	}
+	return ok
+}
+
+// boolean reads true, false or null into *dst. null leaves a bool as it is, as in encoding/json.
+func (s *fastScanner) boolean(dst *bool) bool {
+	switch s.data[s.i] {
 	case 't':
 		*dst = true
-		return i + 4, hasLiteral(data, i, "true")
+		return s.literal("true")
 	case 'f':
 		*dst = false
-		return i + 5, hasLiteral(data, i, "false")
+		return s.literal("false")
 	case 'n':
-		// null leaves a bool as it is.
-		return i + 4, hasLiteral(data, i, "null")
+		return s.literal("null")
 	}
-	return 0, false
+	return false
 }
 
-// fastMembers decodes the array of strings, or null, at data[i] (i < len(data)) into *dst and
-// returns the index after it. As in encoding/json, null sets nil and [] an empty slice, not nil.
-// A null element falls back: encoding/json leaves the slot as it was, which for a repeated
-// members key may be an element of the earlier array.
-func fastMembers(data []byte, i int, dst *[]string) (int, bool) {
-	switch data[i] {
+// strList reads an array of strings, or null, into *dst. As in encoding/json, null sets nil and
+// [] an empty slice, not nil. A null element falls back: encoding/json leaves the slot as it was,
+// which for a repeated key may be an element of the earlier array.
+func (s *fastScanner) strList(dst *[]string) bool {
+	d := s.data
+	switch d[s.i] {
 	case 'n':
 		*dst = nil
-		return i + 4, hasLiteral(data, i, "null")
+		return s.literal("null")
 	case '[':
 	default:
-		return 0, false
+		return false
 	}
-	i = skipSpace(data, i+1)
-	if i >= len(data) {
-		return 0, false
+	s.i++
+	s.skipSpace()
+	if s.i >= len(d) {
+		return false
 	}
-	if data[i] == ']' {
+	if d[s.i] == ']' {
+		s.i++
 		*dst = []string{}
-		return i + 1, true
+		return true
 	}
 	var list []string
 	for {
-		s, next, ok := fastQuoted(data, i)
+		raw, size, ok := s.quoted()
 		if !ok {
-			return 0, false
+			return false
 		}
-		list = append(list, string(s))
-		i = skipSpace(data, next)
-		if i >= len(data) {
-			return 0, false
+		list = append(list, decoded(raw, size))
+		s.skipSpace()
+		if s.i >= len(d) {
+			return false
 		}
-		switch data[i] {
+		switch d[s.i] {
 		case ',':
-			i = skipSpace(data, i+1)
-			if i >= len(data) {
-				return 0, false
+			s.i++
+			s.skipSpace()
+			if s.i >= len(d) {
+				return false
 			}
 		case ']':
+			s.i++
 			*dst = list
-			return i + 1, true
+			return true
 		default:
-			return 0, false
+			return false
 		}
 	}
 }

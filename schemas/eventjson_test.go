@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -100,33 +101,71 @@ func TestDecodeEventFastKinds(t *testing.T) {
 		"left":    {Type: TypeMember, Conv: "g:team", Ts: ts, User: "carol", Action: ActionLeft},
 		"contact": {Type: TypeContact, Ts: ts, From: "alice", User: "bob", Action: ContactRemove},
 		"gone":    {Type: TypeGone, Conv: "g:team", Ts: ts, Ref: 42},
+		// Texts that json.Marshal escapes: HTML, quotes, backslashes, control characters.
+		"escaped": {Type: TypeMessage, Conv: "dm:alice:bob", Ts: ts, From: "alice", Mid: "m-3",
+			MsgType: "text", Msg: "<b>\"hi\"</b> & <i>bye</i>\n\ttab \\ / \r\b\f\x00\x1f \u2028\u2029 é 👍 \ufffd"},
+		"escaped member": {Type: TypeMember, Conv: "g:rnd", Ts: ts, User: "alice", Action: ActionJoined,
+			By: "alice", Name: "R&D <core>", Members: []string{"a<b", "c>d", "e&f", "\"q\""}},
 		// Every field set, to cover every key.
 		"all": {Type: "x", Conv: "c", Ts: "t", From: "f", Mid: "m", MsgType: "mt", Msg: "ms", Tid: "ti",
 			Kind: "k", Ref: 1, RefFrom: "rf", Emoji: "em", Remove: true, Seq: 2, User: "u", Action: "a",
 			By: "b", Name: "n", Public: true, Members: []string{"m1"}},
 	}
 	for name, want := range events {
-		t.Run(name, func(t *testing.T) {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(want); err != nil {
-				t.Fatal(err)
-			}
-			got, fast := decodeBoth(t, buf.Bytes())
-			if !fast {
-				t.Fatalf("fallback on %s", buf.Bytes())
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("got %#v\nwant %#v", got, want)
-			}
-			// DecodeEvent: same value and same check as before.
-			if de, err := DecodeEvent(buf.Bytes()); err == nil && !reflect.DeepEqual(de, want) {
-				t.Errorf("DecodeEvent: %#v", de)
-			} else if err != nil && name != "all" {
-				t.Errorf("DecodeEvent: %v", err)
-			}
-		})
+		for _, html := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/html=%v", name, html), func(t *testing.T) {
+				var buf bytes.Buffer
+				enc := json.NewEncoder(&buf)
+				enc.SetEscapeHTML(html)
+				if err := enc.Encode(want); err != nil {
+					t.Fatal(err)
+				}
+				got, fast := decodeBoth(t, buf.Bytes())
+				if !fast {
+					t.Fatalf("fallback on %s", buf.Bytes())
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("got %#v\nwant %#v", got, want)
+				}
+				// DecodeEvent: same value and same check as before.
+				if de, err := DecodeEvent(buf.Bytes()); err == nil && !reflect.DeepEqual(de, want) {
+					t.Errorf("DecodeEvent: %#v", de)
+				} else if err != nil && name != "all" {
+					t.Errorf("DecodeEvent: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// The escapes decode to what they stand for, checked against the expected strings themselves, not
+// only against encoding/json.
+func TestDecodeEventFastEscapes(t *testing.T) {
+	cases := map[string]string{
+		`plain`:                    "plain",
+		`a\nb`:                     "a\nb",
+		`\"\\\/\b\f\n\r\t`:         "\"\\/\b\f\n\r\t",
+		`\u003cb\u003e\u0026`:      "<b>&",
+		`\u003C\u003E`:             "<>",
+		`\u0000\u001f\u007f`:       "\x00\x1f\x7f",
+		`\u00e9\u00E9`:             "éé",
+		`\u0080\u07ff\u0800\uffff`: "\u0080\u07ff\u0800\uffff",
+		`\ud7ff\ue000`:             "\ud7ff\ue000",
+		`x\u4e16y\u754cz`:          "x世y界z",
+		"é\\n👍\\u0041":             "é\n👍A",
+		`\\u0041`:                  "\\u0041",
+		`\\\\`:                     "\\\\",
+	}
+	for in, want := range cases {
+		data := []byte(`{"msg":"` + in + `","members":["` + in + `"]}`)
+		got, fast := decodeBoth(t, data)
+		if !fast {
+			t.Errorf("%s: fallback", data)
+			continue
+		}
+		if got.Msg != want || len(got.Members) != 1 || got.Members[0] != want {
+			t.Errorf("%s: msg %q, members %q, want %q", data, got.Msg, got.Members, want)
+		}
 	}
 }
 
@@ -193,14 +232,45 @@ var decodeEventCases = []struct {
 	{"key empty", `{"":"x"}`, false},
 	{"key not string", `{type:"x"}`, false},
 
-	// Strings.
-	{"escape newline", `{"msg":"a\nb"}`, false},
-	{"escape unicode", `{"msg":"\u00e9"}`, false},
+	// Escapes: all but the surrogates take the fast path.
+	{"escape newline", `{"msg":"a\nb"}`, true},
+	{"escape every short", `{"msg":"\"\\\/\b\f\n\r\t"}`, true},
+	{"escape html", `{"msg":"\u003cb\u003e \u0026amp; \u003C\u003E\u0026"}`, true},
+	{"escape unicode", `{"msg":"\u00e9"}`, true},
+	{"escape unicode upper", `{"msg":"\u00E9\u00c9\uABCD\uabcd"}`, true},
+	{"escape unicode widths", `{"msg":"\u0041\u007f\u0080\u07ff\u0800\uffff"}`, true},
+	{"escape nul", `{"msg":"\u0000"}`, true},
+	{"escape controls", `{"msg":"\u0001\u001f\u0008\u000c"}`, true},
+	{"escape line separators", `{"msg":"\u2028\u2029"}`, true},
+	{"escape replacement char", `{"msg":"\ufffd\ufffe"}`, true},
+	{"escape before surrogates", `{"msg":"\ud7ff\ue000"}`, true},
+	{"escape quote", `{"msg":"a\"b"}`, true},
+	{"escape backslash last", `{"msg":"a\\"}`, true},
+	{"escape slash", `{"msg":"a\/b"}`, true},
+	{"escape only", `{"msg":"\n"}`, true},
+	{"escape and utf8", "{\"msg\":\"\\u00e9\xc3\xa9\\n\xf0\x9f\x91\x8d\"}", true},
+	{"escape in members", `{"members":["a\tb","\u003c"]}`, true},
+	{"escape in enum", `{"type":"chat.message\u002ev1","kind":"\u0065dit"}`, true},
+	{"escape in ts", `{"ts":"2025-03-01T12:00:00\u002e123Z"}`, true},
 	{"escape surrogates", `{"msg":"\ud83d\udc4d"}`, false},
-	{"escape quote", `{"msg":"a\"b"}`, false},
-	{"escape slash", `{"msg":"a\/b"}`, false},
+	{"escape surrogates upper", `{"msg":"\uD83D\uDC4D"}`, false},
+	{"escape lone high surrogate", `{"msg":"\ud800"}`, false},
+	{"escape lone low surrogate", `{"msg":"\udfff x"}`, false},
+	{"escape reversed surrogates", `{"msg":"\udc4d\ud83d"}`, false},
+	{"escape surrogate in members", `{"members":["\ud83d\udc4d"]}`, false},
 	{"escape invalid", `{"msg":"a\x"}`, false},
-	{"escape in members", `{"members":["a\tb"]}`, false},
+	{"escape single quote", `{"msg":"a\'b"}`, false},
+	{"escape upper n", `{"msg":"a\Nb"}`, false},
+	{"escape upper u", `{"msg":"\U00e9"}`, false},
+	{"escape short unicode", `{"msg":"\u00e"}`, false},
+	{"escape short unicode end", `{"msg":"\u00`, false},
+	{"escape bad hex", `{"msg":"\u00g9"}`, false},
+	{"escape signed hex", `{"msg":"\u+0e9"}`, false},
+	{"escape at end", `{"msg":"a\`, false},
+	{"escape quote at end", `{"msg":"a\"}`, false},
+	{"escape then raw newline", "{\"msg\":\"\\n\n\"}", false},
+	{"escape then invalid utf8", "{\"msg\":\"\\n\xff\"}", false},
+	{"escape splitting utf8", "{\"msg\":\"\xc3\\n\xa9\"}", false},
 	{"invalid utf8", "{\"msg\":\"\xff\"}", false},
 	{"invalid utf8 truncated", "{\"msg\":\"\xe4\xb8\"}", false},
 	{"utf8 surrogate", "{\"msg\":\"\xed\xa0\x80\"}", false},
@@ -318,7 +388,10 @@ func checkDecodeEvent(t *testing.T, data []byte) {
 // The decoded strings are copies: reusing the input buffer (as NATS does) does not change them.
 func TestDecodeEventFastCopies(t *testing.T) {
 	data := []byte(`{"type":"chat.member.v1","conv":"g:team","ts":"2025-03-01T12:00:00.123Z","user":"alice",` +
-		`"action":"joined","by":"alice","name":"The team","public":true,"members":["alice","bob"]}`)
+		`"action":"joined","by":"alice","name":"The \u003cteam\u003e","public":true,"members":["alice","bob","\"c\""]}`)
+	if !decodeEventFast(data, new(Event)) {
+		t.Fatal("fallback")
+	}
 	e, err := DecodeEvent(data)
 	if err != nil {
 		t.Fatal(err)
@@ -328,15 +401,17 @@ func TestDecodeEventFastCopies(t *testing.T) {
 	for i := range data {
 		data[i] = 'x'
 	}
-	if !reflect.DeepEqual(e, want) || e.Conv != "g:team" || e.Members[1] != "bob" || e.Name != "The team" {
+	if !reflect.DeepEqual(e, want) || e.Conv != "g:team" || e.Members[1] != "bob" || e.Members[2] != `"c"` ||
+		e.Name != "The <team>" {
 		t.Fatalf("decoded event changed with its input: %#v", e)
 	}
 }
 
 // FuzzDecodeEvent compares the fast decoder with json.Unmarshal: whenever the fast path takes an
 // input, encoding/json accepts it and gives the same value; DecodeEvent gives encoding/json's
-// decode error or value. It also checks that the fast path takes the canonical form (json.Marshal
-// without HTML escaping) of every event that has no escape in it.
+// decode error or value. It also checks that the fast path takes the canonical forms (json.Marshal,
+// with and without HTML escaping) of every event encoding/json decodes: json.Marshal writes no
+// surrogate escapes.
 func FuzzDecodeEvent(f *testing.F) {
 	for _, data := range eventFixtures(f) {
 		f.Add(data)
@@ -349,6 +424,22 @@ func FuzzDecodeEvent(f *testing.F) {
 		f.Add([]byte(c.in))
 	}
 	f.Add([]byte(typicalMessageEvent))
+	for _, msg := range []string{"<b>bold</b> & <i>it</i>", `say "hi"`, "line 1\nline 2\r\n\ttab", `back\slash /`,
+		"é 世界 👍 \u2028\u2029 \x00\x1f\x7f", "\ufffd\xff"} {
+		for _, html := range []bool{false, true} {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(html)
+			e := Event{Type: TypeMessage, Conv: "g:team", Ts: "t", From: "a&b", Mid: "m", MsgType: "text", Msg: msg,
+				Members: []string{msg, "<x>"}}
+			if err := enc.Encode(e); err != nil {
+				f.Fatal(err)
+			}
+			f.Add(buf.Bytes())
+		}
+	}
+	f.Add([]byte(`{"msg":"\u00e9\u00E9\u0000\ud83d\udc4d\ud800\udc00x\/\b\f"}`))
+	f.Add([]byte(`{"msg":"\ud83d\u0041\udc4d"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var want Event
 		wantErr := json.Unmarshal(data, &want)
@@ -365,17 +456,16 @@ func FuzzDecodeEvent(f *testing.F) {
 		if wantErr != nil {
 			return
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(want); err != nil {
-			t.Fatal(err)
-		}
-		if bytes.IndexByte(buf.Bytes(), '\\') >= 0 {
-			return
-		}
-		if _, fast := decodeBoth(t, buf.Bytes()); !fast {
-			t.Fatalf("fast path refused the canonical %s", buf.Bytes())
+		for _, html := range []bool{false, true} {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(html)
+			if err := enc.Encode(want); err != nil {
+				t.Fatal(err)
+			}
+			if _, fast := decodeBoth(t, buf.Bytes()); !fast {
+				t.Fatalf("fast path refused the canonical %s", buf.Bytes())
+			}
 		}
 	})
 }
@@ -383,6 +473,11 @@ func FuzzDecodeEvent(f *testing.F) {
 // typicalMessageEvent is an ordinary chat message as the gateway writes it (190 bytes).
 const typicalMessageEvent = `{"type":"chat.message.v1","conv":"g:engineering","ts":"2025-03-01T12:00:00.123Z",` +
 	`"from":"alice_smith","mid":"Xk3f9QpL2mN8vR4tY7wZ1a","msgType":"text","msg":"Still on for the review at 3pm?"}`
+
+// typicalEscapedEvent is a message with HTML in it, as json.Marshal escapes it.
+const typicalEscapedEvent = `{"type":"chat.message.v1","conv":"g:engineering","ts":"2025-03-01T12:00:00.123Z",` +
+	`"from":"alice_smith","mid":"Xk3f9QpL2mN8vR4tY7wZ1a","msgType":"text","msg":"Still on for the review at 3pm? ` +
+	`\u003cb\u003eyes\u003c/b\u003e \u0026 \"soon\""}`
 
 func BenchmarkDecodeEvent(b *testing.B) {
 	data := []byte(typicalMessageEvent)
@@ -402,6 +497,28 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		for b.Loop() {
 			var e Event
 			if err := json.Unmarshal(data, &e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// A message that json.Marshal escapes: the fast path decodes the escapes.
+	escaped := []byte(typicalEscapedEvent)
+	b.Run("escaped/fast", func(b *testing.B) {
+		b.SetBytes(int64(len(escaped)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var e Event
+			if !decodeEventFast(escaped, &e) {
+				b.Fatal("fallback")
+			}
+		}
+	})
+	b.Run("escaped/encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(escaped)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var e Event
+			if err := json.Unmarshal(escaped, &e); err != nil {
 				b.Fatal(err)
 			}
 		}
