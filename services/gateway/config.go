@@ -65,6 +65,10 @@ type Config struct {
 	ArchiveTimeout time.Duration
 	// MaxContacts bounds a user's contact list; adding past it answers bad_request.
 	MaxContacts int
+	// LogReaders bounds the log reads (sync, long-poll, history) running at once on this gateway:
+	// each holds a short-lived JetStream consumer, and a stream allows a limited number (1,000 by
+	// default); a storm of reconnects queues here instead of failing.
+	LogReaders int
 
 	// PollDisconnectAfter: a long-poll client that sends no poll for this long after its last
 	// poll ended counts as disconnected (presence).
@@ -128,6 +132,8 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Duration(&c.ArchiveTimeout, "archive-timeout", "CHAT_ARCHIVE_TIMEOUT", 5*time.Second,
 		"wait for the archiver to answer a history or sync request older than the stream keeps (then unavailable)")
 	f.Int(&c.MaxContacts, "max-contacts", "CHAT_MAX_CONTACTS", 1000, "most contacts per user")
+	f.Int(&c.LogReaders, "log-readers", "CHAT_LOG_READERS", 64,
+		"log reads (sync, long-poll, history) at once; each holds a JetStream consumer while it runs")
 	f.Duration(&c.PollDisconnectAfter, "poll-disconnect-after", "CHAT_POLL_DISCONNECT_AFTER", 15*time.Second,
 		"a long-poll client with no poll for this long after its last one counts as disconnected (presence)")
 	f.Int(&c.PollMaxClients, "poll-max-clients", "CHAT_POLL_MAX_CLIENTS", 100000, "long-poll clients tracked per gateway at once")
@@ -146,7 +152,7 @@ func Defaults() Config {
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
 		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
-		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000,
+		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000, LogReaders: 64,
 		PollDisconnectAfter: 15 * time.Second, PollMaxClients: 100000, PollMaxEvents: 500,
 		AttachmentMaxBytes: 10 << 20, AttachmentTypes: strings.Split(DefaultAttachmentTypes, ","),
 	}
@@ -157,6 +163,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Addr == "" {
 		errs = append(errs, errors.New("addr is empty"))
+	}
+	if c.LogReaders < 1 {
+		errs = append(errs, errors.New("log-readers must be at least 1"))
 	}
 	if c.SendQueue < 16 {
 		errs = append(errs, fmt.Errorf("send-queue %d: at least 16", c.SendQueue))

@@ -15,3 +15,9 @@ func SetAfterBoundary(gw *Gateway, f func()) {
 func SetArchiveConvsPerRequest(n int) int {
 	return int(archiveConvsPerRequest.Swap(int64(n)))
 }
+
+// SetDirectReadMaxSubjects sets the most filter subjects a log read takes by direct get (0: every
+// read uses a consumer); it returns the previous value.
+func SetDirectReadMaxSubjects(n int) int {
+	return int(directReadMaxSubjects.Swap(int64(n)))
+}

@@ -80,6 +80,10 @@ type Gateway struct {
 	archiveKV         jetstream.KeyValue // the archiver's trim point
 	groupStarts       sync.Map
 	testAfterBoundary testHook
+	// logReaders holds a token per log read running (cfg.LogReaders).
+	logReaders chan struct{}
+	// gets carries the direct gets of log reads (directread.go).
+	gets *platform.DirectGets
 }
 
 // New checks the configuration and prepares a gateway; Run starts it.
@@ -97,7 +101,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		cfg: cfg, deps: deps, log: deps.Log.With("service", "gateway", "gateway", cfg.ID),
 		metrics: newMetrics(deps.Ops.Registry), nc: deps.NATS, hub: newHub(), ready: make(chan struct{}),
 		peerCache: peerCache{entries: map[string]peerEntry{}},
-		stopping:  make(chan struct{}), polls: newPollTable(),
+		stopping:  make(chan struct{}), polls: newPollTable(), logReaders: make(chan struct{}, cfg.LogReaders),
 	}
 	gw.attachTypes, _ = attachmentTypeSet(cfg.AttachmentTypes) // checked by Validate
 	gw.upgrader = websocket.Upgrader{
@@ -163,6 +167,8 @@ func (gw *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: object store %s: %w", schemas.AttachmentsBucket, err)
 	}
 	gw.index = index
+	gw.gets = platform.NewDirectGets(gw.nc)
+	defer gw.gets.Stop()
 	gw.accounts = auth.NewAccounts(users)
 	if gw.tokens, err = auth.NewTokens(setup, gw.cfg.Tokens, secrets); err != nil {
 		return fmt.Errorf("gateway: tokens: %w", err)

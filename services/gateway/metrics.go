@@ -31,6 +31,7 @@ type metrics struct {
 	archiveEvents   prometheus.Counter
 	archiveRefused  prometheus.Counter
 	boundaryMoves   prometheus.Counter
+	logReadRetries  prometheus.Counter
 	polls           *prometheus.CounterVec
 	pollSeconds     prometheus.Histogram
 	pollFrames      prometheus.Counter
@@ -95,6 +96,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events read from the archive."}),
 		archiveRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_refused_events_total",
 			Help: "Events the archive returned that the gateway's own visibility rules refused (should stay 0: the archiver's filter disagrees with the gateway's)."}),
+		logReadRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_log_read_retries_total",
+			Help: "Log reads whose fetch came back empty while their consumer still had events pending (retried)"}),
 		boundaryMoves: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_gateway_archive_boundary_moves_total",
 			Help: "History and sync reads during which the stream's first seq moved past where they read it, so that the events in between were read from the archive."}),
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_gateway_polls_total",
@@ -121,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.connections, m.connsTotal, m.framesIn, m.framesOut, m.acks, m.dups, m.errors,
 		m.appendSeconds, m.batchSize, m.appendFallbacks, m.liveEvents, m.liveLagSeconds, m.closes,
 		m.changes, m.reads, m.contactChanges, m.unreadPushes, m.unreadDups, m.unreadSeconds,
-		m.archiveRequests, m.archiveSeconds, m.archiveEvents, m.archiveRefused, m.boundaryMoves,
+		m.archiveRequests, m.archiveSeconds, m.archiveEvents, m.archiveRefused, m.boundaryMoves, m.logReadRetries,
 		m.polls, m.pollSeconds, m.pollFrames, m.pollFull, m.pollClients, m.uploads, m.uploadBytes, m.downloads, m.downloadBytes)
 	for _, r := range []string{"frames", "empty", "gone", "error"} {
 		m.polls.WithLabelValues(r)

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"time"
 
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -34,14 +38,30 @@ func (gw *Gateway) readEvents(ctx context.Context, filters []string, from, to ui
 // readBatches reads the events on filters with seq in [from, to], in order, a fetched batch at a
 // time; fn returns false to stop. Every event of a batch was in the stream when the batch was
 // fetched, before fn is called.
+//
+// It ends at to, or when the consumer has nothing pending, never merely because a fetch came back
+// empty: under load the server may answer a no-wait fetch before the consumer has anything to
+// deliver, and taking that for the end of the log would answer a sync with fewer events than it
+// must (then its cursor would skip them for good). A read that cannot finish by ctx's deadline
+// fails.
 func (gw *Gateway) readBatches(ctx context.Context, filters []string, from, to uint64, fn func(batch []logEvent) bool) error {
 	if len(filters) == 0 || from > to {
 		return nil
 	}
+	if int64(len(filters)) <= directReadMaxSubjects.Load() {
+		return gw.readDirect(ctx, filters, from, to, fn)
+	}
+	release, err := gw.acquireLogReader(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cons, err := gw.stream.OrderedConsumer(ctx, schemas.ReadConsumerConfig(filters, from))
 	if err != nil {
 		return fmt.Errorf("read log: consumer: %w", err)
 	}
+	defer gw.deleteReadConsumer(cons)
+	var stalled time.Time // since when fetches came back empty with events pending
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
@@ -79,15 +99,83 @@ func (gw *Gateway) readBatches(ctx context.Context, filters []string, from, to u
 		if len(events) > 0 && !fn(events) {
 			return nil
 		}
-		if done || n == 0 {
+		if done {
 			return nil
+		}
+		if n > 0 {
+			stalled = time.Time{}
+		} else {
+			// Nothing came: the end only if the consumer has nothing pending either.
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("read log: consumer info: %w", err)
+			}
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				return nil
+			}
+			if stalled.IsZero() {
+				stalled = time.Now()
+			} else if time.Since(stalled) > readStallLimit {
+				return fmt.Errorf("read log: %d events pending but none delivered for %s", info.NumPending, readStallLimit)
+			}
+			gw.metrics.logReadRetries.Inc()
+			if !platform.Sleep(ctx, 5*time.Millisecond) {
+				return fmt.Errorf("read log: %d events pending: %w", info.NumPending, ctx.Err())
+			}
 		}
 	}
 }
 
+// readStallLimit is how long a log read waits for a consumer that has events pending but delivers
+// none before it fails (the client gets an error, never a short answer).
+const readStallLimit = 30 * time.Second
+
+// acquireLogReader waits for one of the gateway's log-reader slots (cfg.LogReaders).
+func (gw *Gateway) acquireLogReader(ctx context.Context) (release func(), err error) {
+	select {
+	case gw.logReaders <- struct{}{}:
+		return func() { <-gw.logReaders }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("read log: waiting for a reader: %w", ctx.Err())
+	}
+}
+
+// deleteReadConsumer deletes a read's consumer at once rather than after its inactivity
+// threshold, so that a burst of reads does not pile up consumers against the stream's limit. It
+// runs in the background: the reader does not wait for it, and a failure only leaves the consumer
+// to expire.
+func (gw *Gateway) deleteReadConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || info.Name == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := gw.stream.DeleteConsumer(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			gw.log.Debug("read log: delete consumer", "consumer", info.Name, "err", err)
+		}
+	}()
+}
+
 // userConvs lists the conversations a user is in, or left after `after`, from the conversation
 // index.
+//
+// It reads the user's index entries with one multi-last direct get, answered from the bucket's
+// per-subject index; a user with more entries than one such answer holds (1,024) is read with a
+// watch, a consumer.
 func (gw *Gateway) userConvs(ctx context.Context, user string, after uint64) ([]schemas.Conv, error) {
+	if directReadMaxSubjects.Load() > 0 { // 0: the tests' switch to the consumer paths
+		convs, tooMany, err := gw.userConvsDirect(ctx, user, after)
+		if err != nil || !tooMany {
+			return convs, err
+		}
+	}
+	release, err := gw.acquireLogReader(ctx) // a watch is a consumer too
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	w, err := gw.index.WatchFiltered(ctx, []string{schemas.IndexPrefix(user)}, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("index: watch: %w", err)
@@ -114,6 +202,48 @@ func (gw *Gateway) userConvs(ctx context.Context, user string, after uint64) ([]
 			convs = append(convs, conv)
 		}
 	}
+}
+
+// userConvsDirect is userConvs by one multi-last direct get; tooMany: the user has more entries
+// than it answers with.
+func (gw *Gateway) userConvsDirect(ctx context.Context, user string, after uint64) (convs []schemas.Conv, tooMany bool, err error) {
+	prefix := "$KV." + schemas.IndexBucket + "."
+	req, _ := json.Marshal(map[string]any{"multi_last": []string{prefix + schemas.IndexPrefix(user)}})
+	rctx, cancel := context.WithTimeout(ctx, directReadTimeout)
+	defer cancel()
+	err = gw.gets.Request(rctx, "$JS.API.DIRECT.GET.KV_"+schemas.IndexBucket, req, func(m *nats.Msg) (bool, error) {
+		switch status := m.Header.Get("Status"); {
+		case status == "":
+		case status == "204": // end of the answer
+			return true, nil
+		case status == "404" && m.Header.Get("Description") == "No Results": // no entry at all
+			return true, nil
+		case status == "413": // more than one answer holds
+			tooMany = true
+			return true, nil
+		default:
+			return true, fmt.Errorf("direct get answered %s %s", status, m.Header.Get("Description"))
+		}
+		// A deleted or purged key's last message is its marker.
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			return false, nil
+		}
+		_, conv, ok := schemas.ParseIndexKey(strings.TrimPrefix(m.Header.Get("Nats-Subject"), prefix))
+		if !ok {
+			return false, nil
+		}
+		var ie indexEntry
+		_ = json.Unmarshal(m.Data, &ie)
+		if ie.Left != 0 && ie.Left <= after {
+			return false, nil
+		}
+		convs = append(convs, conv)
+		return false, nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("index: %w", err)
+	}
+	return convs, tooMany, nil
 }
 
 // visibleRange is the seqs of a conversation user may see, as canSee decides: [from, to) (to 0:

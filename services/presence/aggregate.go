@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventchat/chat/schemas"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -174,39 +175,31 @@ func (s *Service) writeAgg(ctx context.Context, user string, next schemas.Presen
 // answers from its per-subject index, where a filtered consumer (a KV watch) made it scan the
 // stream, which made connect storms slow (7-15 ms a listing at 20k connections).
 func (s *Service) listConns(ctx context.Context, user string) ([]schemas.ConnEntry, error) {
-	inbox := s.nc.NewRespInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
-	defer sub.Unsubscribe()
 	req, _ := json.Marshal(map[string]any{"multi_last": []string{schemas.ConnsOfSubject(user)}})
-	if err := s.nc.PublishRequest(schemas.ConnsDirectGet(), inbox, req); err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
 	var out []schemas.ConnEntry
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list connections: %w", err)
-		}
+	err := s.gets.Request(ctx, schemas.ConnsDirectGet(), req, func(m *nats.Msg) (bool, error) {
 		switch status := m.Header.Get("Status"); status {
 		case "":
 		case "204": // end of the batch
-			return out, nil
+			return true, nil
 		case "404": // no entry at all
-			return out, nil
+			return true, nil
 		default:
-			return nil, fmt.Errorf("list connections: direct get answered %s %s", status, m.Header.Get("Description"))
+			return true, fmt.Errorf("direct get answered %s %s", status, m.Header.Get("Description"))
 		}
 		// The last message of a deleted or expired key is its delete marker.
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
-			continue
+			return false, nil
 		}
 		var c schemas.ConnEntry
 		_ = json.Unmarshal(m.Data, &c) // an unreadable entry is still a live connection
 		out = append(out, c)
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
 	}
+	return out, nil
 }
 
 // publish announces a new status on core NATS.

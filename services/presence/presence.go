@@ -67,6 +67,7 @@ type Service struct {
 	aggs    jetstream.KeyValue // chat_presence
 	connTTL time.Duration      // the conns bucket's TTL, as configured on the server
 	known   *state
+	gets    *platform.DirectGets // the direct gets listing connections
 
 	base    context.Context // outlives Run's ctx until the queued work is done
 	shards  []chan task
@@ -92,7 +93,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	m := newMetrics(deps.Ops.Registry)
 	s := &Service{
 		cfg: cfg, deps: deps, log: deps.Log.With("service", "presence", "presence", cfg.ID),
-		m: m, nc: deps.NATS, ready: make(chan struct{}), known: newState(m.pendingOffline),
+		m: m, nc: deps.NATS, ready: make(chan struct{}), known: newState(m.pendingOffline), gets: platform.NewDirectGets(deps.NATS),
 		quit: make(chan struct{}), now: time.Now,
 	}
 	for range shardCount {
@@ -216,6 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopSweep()
 	<-sweepDone
 	stopAll()
+	s.gets.Stop()
 	s.log.Info("presence stopped")
 	return runErr
 }
