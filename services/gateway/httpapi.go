@@ -286,16 +286,25 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setConn(conn, hj.conn)
 	gw.book.track(s.user)
-	defer gw.book.untrack(s.user)
 	gw.reportConn(s, schemas.ConnConnect)
 	s.live.Store(true)
 	if gw.draining.Load() {
 		s.close(closeGoingAway, "server shutting down", true)
 	}
 	gw.sessions.Add(1)
-	defer gw.sessions.Done()
 	gw.metrics.connections.Inc()
 	gw.metrics.connsTotal.WithLabelValues("websocket").Inc()
+	// The session runs on goroutines of its own and this handler returns: net/http then lets go
+	// of what it keeps for the request while its handler runs (the connection's 4 KB read and
+	// write buffers, the request, a grown stack), about half an idle connection's memory.
+	go gw.runSession(s)
+}
+
+// runSession runs an upgraded session until its socket closes: the read pump on this goroutine,
+// the write pump on another.
+func (gw *Gateway) runSession(s *session) {
+	defer gw.book.untrack(s.user)
+	defer gw.sessions.Done()
 	defer func() {
 		gw.hub.remove(s)
 		gw.metrics.connections.Dec()
@@ -303,8 +312,10 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}()
 	hold := time.AfterFunc(gw.cfg.SyncGrace, s.releaseHold)
 	defer hold.Stop()
+	if t := s.expire(); t != nil {
+		defer t.Stop()
+	}
 	go s.writePump()
-	go s.expire()
 	s.readPump()
 	<-s.done
 }

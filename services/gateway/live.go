@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,37 +15,45 @@ import (
 
 // hub indexes this process's sessions by user.
 type hub struct {
-	mu    sync.RWMutex
-	users map[string]map[*session]struct{}
+	mu sync.RWMutex
+	// users holds each user's sessions, a handful at most: a slice walks faster than a set when
+	// the live feed gathers a large group's recipients (a map iteration per member cost more than
+	// the lookup), and takes less memory per connected user.
+	users map[string][]*session
 	all   map[*session]struct{}
 }
 
 func newHub() *hub {
-	return &hub{users: map[string]map[*session]struct{}{}, all: map[*session]struct{}{}}
+	return &hub{users: map[string][]*session{}, all: map[*session]struct{}{}}
 }
 
 func (h *hub) add(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	set := h.users[s.user]
-	if set == nil {
-		set = map[*session]struct{}{}
-		h.users[s.user] = set
+	if _, ok := h.all[s]; ok {
+		return
 	}
-	set[s] = struct{}{}
+	h.users[s.user] = append(h.users[s.user], s)
 	h.all[s] = struct{}{}
 }
 
 func (h *hub) remove(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if set := h.users[s.user]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(h.users, s.user)
-		}
+	if _, ok := h.all[s]; !ok {
+		return
 	}
 	delete(h.all, s)
+	list := h.users[s.user]
+	i := slices.Index(list, s)
+	if i < 0 {
+		return
+	}
+	if len(list) == 1 {
+		delete(h.users, s.user)
+		return
+	}
+	h.users[s.user] = slices.Delete(list, i, i+1) // readers copy the sessions out under the read lock
 }
 
 func (h *hub) sessions() []*session {
@@ -60,9 +69,7 @@ func (h *hub) sessions() []*session {
 // targets appends the local sessions of the given users to dst.
 func (h *hub) targets(dst []*session, users ...string) []*session {
 	for _, u := range users {
-		for s := range h.users[u] {
-			dst = append(dst, s)
-		}
+		dst = append(dst, h.users[u]...)
 	}
 	return dst
 }

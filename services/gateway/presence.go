@@ -112,6 +112,7 @@ func (gw *Gateway) heartbeats(ctx context.Context) {
 type peerCache struct {
 	mu      sync.Mutex
 	entries map[string]peerEntry
+	swept   time.Time // when expired entries were last dropped
 }
 
 type peerEntry struct {
@@ -196,10 +197,28 @@ func (gw *Gateway) peers(ctx context.Context, user string) (map[string]struct{},
 		}
 	}
 	delete(users, user)
+	if len(users) == 0 {
+		users = nil // reads as empty, and costs nothing to keep
+	}
 	gw.peerCache.mu.Lock()
-	gw.peerCache.entries[user] = peerEntry{users: users, at: time.Now()}
+	gw.peerCache.put(user, users, time.Now())
 	gw.peerCache.mu.Unlock()
 	return users, nil
+}
+
+// put caches user's peers (under mu). Once per peerTTL it drops the entries expired meanwhile,
+// which nothing reads again: every user whose presence ever changed kept one.
+func (c *peerCache) put(user string, users map[string]struct{}, now time.Time) {
+	c.entries[user] = peerEntry{users: users, at: now}
+	if now.Sub(c.swept) < peerTTL {
+		return
+	}
+	c.swept = now
+	for u, e := range c.entries {
+		if now.Sub(e.at) >= peerTTL {
+			delete(c.entries, u)
+		}
+	}
 }
 
 // onPresenceChanged pushes a presence change to the local sessions of the user's peers.

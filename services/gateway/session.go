@@ -41,7 +41,7 @@ type session struct {
 	user    string
 	expires time.Time
 
-	send     chan outFrame
+	send     *frameQueue // frames to write, at most SendQueue (sendqueue.go)
 	closing  chan struct{}
 	readDone chan struct{} // closed when the read pump has returned
 	done     chan struct{} // closed when the write pump has returned
@@ -97,7 +97,7 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 	c := &gw.cfg
 	return &session{
 		gw: gw, conn: conn, user: user, expires: expires,
-		send:     make(chan outFrame, c.SendQueue),
+		send:     newFrameQueue(c.SendQueue),
 		closing:  make(chan struct{}),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -159,14 +159,12 @@ func (s *session) enqueue(f outFrame) bool {
 	if s.poll != nil {
 		return s.pollAdd(f)
 	}
-	select {
-	case s.send <- f:
+	if s.send.push(f) {
 		s.gw.metrics.framesOut.Inc()
 		return true
-	default:
-		s.close(closeTryAgain, "too slow a reader: send queue full", false)
-		return false
 	}
+	s.close(closeTryAgain, "too slow a reader: send queue full", false)
+	return false
 }
 
 // enqueueWait queues a frame, waiting for room (for sync and history answers, which the client
@@ -175,15 +173,11 @@ func (s *session) enqueueWait(ctx context.Context, f outFrame) bool {
 	if s.poll != nil {
 		return s.pollAdd(f)
 	}
-	select {
-	case s.send <- f:
-		s.gw.metrics.framesOut.Inc()
-		return true
-	case <-s.closing:
-		return false
-	case <-ctx.Done():
+	if !s.send.pushWait(ctx, s.closing, f) {
 		return false
 	}
+	s.gw.metrics.framesOut.Inc()
+	return true
 }
 
 // reply queues a direct answer.
@@ -293,16 +287,33 @@ func (s *session) writePump() {
 	}()
 	for {
 		select {
-		case f := <-s.send:
-			if s.closed() && !s.drain {
-				// select picks at random among ready cases: a close that dropped a frame must
-				// stop the frames queued behind it too.
-				s.finishClose()
-				return
+		case <-s.send.ready:
+			f, ok := s.send.pop()
+			if !ok {
+				continue // woken for frames an earlier burst wrote
 			}
-			if err := s.writeBurst(f); err != nil {
-				s.close(0, "", false)
-				return
+			// A busy group's frames go a few per write (coalesce.go): a lone one waits a moment
+			// for company, and while they keep coming the pump sleeps between writes rather than
+			// wake for each (a bounded number of times: then pings and closes get their turn).
+			streaming := false
+			for bursts := 0; ; bursts++ {
+				streaming = s.linger(f, streaming)
+				if s.closed() && !s.drain {
+					// select picks at random among ready cases: a close that dropped a frame must
+					// stop the frames queued behind it too.
+					s.finishClose()
+					return
+				}
+				if err := s.writeBurst(f); err != nil {
+					s.close(0, "", false)
+					return
+				}
+				if !streaming || bursts >= maxStreamBursts {
+					break
+				}
+				if f, ok = s.nextStreamed(); !ok {
+					break
+				}
 			}
 		case <-ping.C:
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
@@ -311,8 +322,9 @@ func (s *session) writePump() {
 			}
 		case <-s.closing:
 			if s.drain {
-				for n := len(s.send); n > 0; n-- {
-					if err := s.write(<-s.send); err != nil {
+				for n := s.send.len(); n > 0; n-- {
+					f, _ := s.send.pop() // only this pump takes frames: n are there
+					if err := s.write(f); err != nil {
 						return
 					}
 				}
@@ -334,14 +346,15 @@ func (s *session) finishClose() {
 // writeBurst writes f and whatever else is queued behind it with as few system calls as the
 // coalescing buffer allows.
 func (s *session) writeBurst(f outFrame) error {
-	n := len(s.send)
+	n := s.send.len()
 	if n == 0 || s.cc == nil {
 		return s.write(f)
 	}
 	s.cc.begin()
 	err := s.write(f)
 	for ; n > 0 && err == nil; n-- {
-		err = s.write(<-s.send)
+		next, _ := s.send.pop() // only this pump takes frames: n are there
+		err = s.write(next)
 	}
 	if endErr := s.cc.end(); err == nil {
 		err = endErr
@@ -400,7 +413,7 @@ func (s *session) badFrame(id, msg string) {
 // decodeFrame parses a client frame and checks what every frame must satisfy.
 func decodeFrame(data []byte) (*schemas.ClientFrame, *schemas.Error) {
 	var f schemas.ClientFrame
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := schemas.DecodeClientFrame(data, &f); err != nil {
 		// Echo the id when it is readable, so the client can match the error.
 		var probe struct {
 			ID string `json:"id"`
@@ -465,17 +478,18 @@ func (s *session) handle(data []byte) {
 	}
 }
 
-// expire closes the session when its token expires.
-func (s *session) expire() {
+// expire closes the session when its token expires: a timer rather than a goroutine, which an
+// idle connection would pay for with a stack. The caller stops it when the session ends; nil for
+// a token without expiry.
+func (s *session) expire() *time.Timer {
 	if s.expires.IsZero() {
-		return
+		return nil
 	}
-	t := time.NewTimer(time.Until(s.expires))
-	defer t.Stop()
-	select {
-	case <-t.C:
+	return time.AfterFunc(time.Until(s.expires), func() {
+		if s.closed() {
+			return
+		}
 		s.replyErr("", schemas.Errorf(schemas.CodeUnauthorized, "token expired: log in again"))
 		s.close(closePolicy, "token expired", true)
-	case <-s.closing:
-	}
+	})
 }
