@@ -9,7 +9,9 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -34,7 +36,14 @@ import (
 // can be compared at equal rates (server CPU per delivery: the harness competes for the same two
 // cores, so the highest rate alone flatters whichever leaves it more). A probe climbs the grid four
 // points at a time with short steps until one fails; fine steps then climb one point at a time from
-// the last probe that passed, with longer steps, up to the first that fails.
+// the last probe that passed, with longer steps, up to the first that fails (a fine step, or the
+// first probe, that failed on its p99 alone runs once more first, and the probe resumes if the fine
+// steps pass where it failed: the machine is shared, and one spoilt tail should not end the ladder). Both servers run
+// side by side, connected all along, and the ladders take turns step by step, so that other work on
+// the machine weighs on both alike.
+//
+// CHATBENCH_FANOUT_PROFILE=<base> writes a CPU profile of the server over each fine step to
+// <base>-<server>-<msgs/s>.pprof (both servers serve /debug/pprof on their debug listener).
 
 func init() {
 	register(&scenario{name: "fanout", order: 30,
@@ -77,7 +86,7 @@ type fanoutParams struct {
 
 func fanoutDefaults(quick bool) fanoutParams {
 	if quick {
-		return fanoutParams{probe: time.Second, fine: 2 * time.Second, drain: 2 * time.Second, settle: 5 * time.Second,
+		return fanoutParams{probe: time.Second, fine: 1500 * time.Millisecond, drain: 2 * time.Second, settle: 5 * time.Second,
 			deadline: 3 * time.Minute}
 	}
 	return fanoutParams{probe: 2 * time.Second, fine: 5 * time.Second, drain: 3 * time.Second, settle: 10 * time.Second,
@@ -101,10 +110,20 @@ type fanoutStep struct {
 	SendToDeliver      latency `json:"sendToDeliverMs"`
 	ServerCores        float64 `json:"serverCores"`
 	ServerCPUPerDelivU float64 `json:"serverCpuPerDeliveryUs"` // the server's CPU time over the step and its drain, per delivery
-	HarnessCores       float64 `json:"harnessCores"`           // this process (clients) over the same time
-	Dropped            int64   `json:"dropped,omitempty"`      // clients whose socket closed during the step
-	Pass               bool    `json:"pass"`
-	Why                string  `json:"why,omitempty"` // why it did not keep up
+	// The server's write system calls (socket writes, mostly) per delivery: under 1 when frames
+	// share writes.
+	ServerWritesPerDeliv float64 `json:"serverWritesPerDelivery"`
+	HarnessCores         float64 `json:"harnessCores"` // this process (clients) over the same time
+	// OtherCores is what the rest of the machine used meanwhile (all CPUs' busy time less the
+	// server's and this process's): other work competing for the cores makes a step worth less.
+	OtherCores float64 `json:"otherCores"`
+	Dropped    int64   `json:"dropped,omitempty"` // clients whose socket closed during the step
+	// chatd only, where its latency goes: send to ack (the append), and the mean time from the
+	// append to the gateway's live feed (its metric); the rest of send-to-deliver is the fanout.
+	SendToAck     *latency `json:"sendToAckMs,omitempty"`
+	LiveLagMeanMs float64  `json:"liveLagMeanMs,omitempty"`
+	Pass          bool     `json:"pass"`
+	Why           string   `json:"why,omitempty"` // why it did not keep up
 }
 
 // fanoutLadder is one server's ladder.
@@ -127,11 +146,11 @@ type fanoutLadder struct {
 	Error      string           `json:"error,omitempty"`
 }
 
-// step returns the step at grid point k, the longer one if both kinds ran there.
-func (l *fanoutLadder) step(k int) *fanoutStep {
+// passed returns the step at grid point k that kept up, a fine one if there is one; nil if none.
+func (l *fanoutLadder) passed(k int) *fanoutStep {
 	var found *fanoutStep
 	for _, s := range l.Steps {
-		if s.Grid == k && (found == nil || s.Kind == "fine") {
+		if s.Grid == k && s.Pass && (found == nil || s.Kind == "fine") {
 			found = s
 		}
 	}
@@ -140,12 +159,14 @@ func (l *fanoutLadder) step(k int) *fanoutStep {
 
 // fanoutEqual compares the servers' CPU per delivery at the highest rate both kept up with.
 type fanoutEqual struct {
-	OfferedMsgsPerSec float64 `json:"offeredMsgsPerSec"`
-	ChatCPUPerDelivU  float64 `json:"chatCpuPerDeliveryUs"`
-	RawCPUPerDelivU   float64 `json:"rawCpuPerDeliveryUs"`
-	ChatOverRaw       float64 `json:"chatOverRaw"`
-	ChatHarnessCores  float64 `json:"chatHarnessCores"`
-	RawHarnessCores   float64 `json:"rawHarnessCores"`
+	OfferedMsgsPerSec  float64 `json:"offeredMsgsPerSec"`
+	ChatCPUPerDelivU   float64 `json:"chatCpuPerDeliveryUs"`
+	RawCPUPerDelivU    float64 `json:"rawCpuPerDeliveryUs"`
+	ChatOverRaw        float64 `json:"chatOverRaw"`
+	ChatWritesPerDeliv float64 `json:"chatWritesPerDelivery"`
+	RawWritesPerDeliv  float64 `json:"rawWritesPerDelivery"`
+	ChatHarnessCores   float64 `json:"chatHarnessCores"`
+	RawHarnessCores    float64 `json:"rawHarnessCores"`
 }
 
 // fanoutResult is the scenario's result.
@@ -179,67 +200,201 @@ func runFanout(quick bool) (scenarioResult, error) {
 		return res, err
 	}
 	var errs []error
-	res.Chat, err = fanoutRun(ctx, p, "chatd", func() (*child, error) { return startChatd(chatdOptions{Fsync: false}) },
+	res.Chat = &fanoutLadder{Server: "chatd"}
+	chat, err := fanoutSetup(ctx, p, res.Chat, func() (*child, error) { return startChatd(chatdOptions{Fsync: false}) },
 		func(srv *child) func(context.Context, int, bool) (*websocket.Conn, error) {
 			return chatJoiner(srv, mint)
 		})
 	errs = append(errs, err)
-	res.Raw, err = fanoutRun(ctx, p, "rawhub", startRawhub,
+	res.Raw = &fanoutLadder{Server: "rawhub"}
+	raw, err := fanoutSetup(ctx, p, res.Raw, startRawhub,
 		func(srv *child) func(context.Context, int, bool) (*websocket.Conn, error) {
 			return func(ctx context.Context, i int, _ bool) (*websocket.Conn, error) {
 				return dialHub(ctx, srv.URL, fanoutGroup, i)
 			}
 		})
 	errs = append(errs, err)
+
+	// The ladders take turns, step by step (who goes first alternates).
+	var climbs []*fanoutClimb
+	for _, c := range []*fanoutClimb{chat, raw} {
+		if c != nil {
+			climbs = append(climbs, c)
+		}
+	}
+	for round := 0; ctx.Err() == nil; round++ {
+		active := 0
+		for i := range climbs {
+			if c := climbs[(i+round)%len(climbs)]; !c.done {
+				c.advance(ctx)
+				active++
+			}
+		}
+		if active == 0 {
+			break
+		}
+	}
+	for _, c := range climbs {
+		c.finish(ctx)
+		if c.l.Error != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", c.l.Server, c.l.Error))
+		}
+	}
+
 	if res.Chat.Max != nil && res.Raw.Max != nil {
 		res.ChatOverRaw = ratio(res.Chat.Max.DeliveriesPerSec, res.Raw.Max.DeliveriesPerSec)
-		k := min(res.Chat.Max.Grid, res.Raw.Max.Grid)
-		if c, r := res.Chat.step(k), res.Raw.step(k); c != nil && r != nil {
-			res.EqualRate = &fanoutEqual{OfferedMsgsPerSec: c.OfferedMsgsPerSec, ChatCPUPerDelivU: c.ServerCPUPerDelivU,
-				RawCPUPerDelivU: r.ServerCPUPerDelivU, ChatOverRaw: ratio(c.ServerCPUPerDelivU, r.ServerCPUPerDelivU),
-				ChatHarnessCores: c.HarnessCores, RawHarnessCores: r.HarnessCores}
+		// The highest grid point both kept up with (the probes' points are common to both ladders).
+		for k := min(res.Chat.Max.Grid, res.Raw.Max.Grid); k >= 0; k-- {
+			if c, r := res.Chat.passed(k), res.Raw.passed(k); c != nil && r != nil {
+				res.EqualRate = &fanoutEqual{OfferedMsgsPerSec: c.OfferedMsgsPerSec, ChatCPUPerDelivU: c.ServerCPUPerDelivU,
+					RawCPUPerDelivU: r.ServerCPUPerDelivU, ChatOverRaw: ratio(c.ServerCPUPerDelivU, r.ServerCPUPerDelivU),
+					ChatWritesPerDeliv: c.ServerWritesPerDeliv, RawWritesPerDeliv: r.ServerWritesPerDeliv,
+					ChatHarnessCores: c.HarnessCores, RawHarnessCores: r.HarnessCores}
+				break
+			}
 		}
 	}
 	return res, errors.Join(errs...)
 }
 
-// fanoutRun starts one server, connects the members and climbs its ladder, then closes everything.
-func fanoutRun(ctx context.Context, p fanoutParams, name string, start func() (*child, error),
-	dialer func(*child) func(context.Context, int, bool) (*websocket.Conn, error)) (*fanoutLadder, error) {
-	l := &fanoutLadder{Server: name}
+// fanoutSetup starts one server and connects its members; nil (and the error, also in l) if it
+// could not. The climb's finish closes everything.
+func fanoutSetup(ctx context.Context, p fanoutParams, l *fanoutLadder, start func() (*child, error),
+	dialer func(*child) func(context.Context, int, bool) (*websocket.Conn, error)) (*fanoutClimb, error) {
+	t0 := time.Now()
 	srv, err := start()
 	if err != nil {
 		l.Error = err.Error()
-		return l, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", l.Server, err)
 	}
-	defer srv.stop()
-	f := newFanoutFleet(name, srv, p, dialer(srv), name == "chatd")
-	defer f.close()
-	t0 := time.Now()
+	f := newFanoutFleet(l.Server, srv, p, dialer(srv), l.Server == "chatd")
 	if err := f.connect(ctx); err != nil {
-		l.Error = err.Error()
-		return l, fmt.Errorf("%s: connect: %w", name, err)
+		f.close()
+		srv.stop()
+		l.Error = "connect: " + err.Error()
+		return nil, fmt.Errorf("%s: connect: %w", l.Server, err)
 	}
-	// The joins fan out member and presence frames to everyone: wait for them to go through.
+	connected := time.Since(t0)
+	// The joins fan out member and presence frames to everyone: let them go through.
 	fanoutQuiet(ctx, srv, 45*time.Second)
 	l.SetupSeconds = time.Since(t0).Seconds()
-	logf("fanout %s: %d members connected and in the group in %.1fs", name, fanoutMembers, l.SetupSeconds)
-	err = f.ladder(ctx, l)
-	if err != nil {
-		l.Error = err.Error()
+	logf("fanout %s: %d members connected and in the group in %.1fs, server quiet after %.1fs", l.Server, fanoutMembers,
+		connected.Seconds(), l.SetupSeconds)
+	return &fanoutClimb{f: f, l: l, kind: "probe", lastPass: -1, failed: fanoutMaxGrid + 1}, nil
+}
+
+// fanoutClimb is one server's ladder in progress: the probe climbs the grid fanoutProbeEvery points
+// at a time until a step fails; the fine steps climb one point at a time from the last step that
+// passed until one fails (twice in a row if it failed on its p99 alone, as the first probe may). A
+// fine step that passes at the point where the probe failed shows that failure was a fluke: the
+// probe resumes from there.
+type fanoutClimb struct {
+	f        *fanoutFleet
+	l        *fanoutLadder
+	phase    int    // steps run so far: the phase of the messages
+	kind     string // of the next step
+	k        int    // grid point of the next step
+	lastPass int    // the highest grid point that kept up, -1 for none
+	failed   int    // where the probe last failed
+	retried  bool   // the next step repeats one that failed on its p99
+	done     bool
+}
+
+// advance runs the ladder's next step.
+func (c *fanoutClimb) advance(ctx context.Context) {
+	f, l := c.f, c.l
+	// A failed step may leave a backlog, and dropped clients: clear both first.
+	if !f.waitDelivered(ctx, f.p.settle) {
+		l.Error = fmt.Sprintf("a backlog of %d deliveries did not clear within %s", f.owed(), f.p.settle)
+		c.done = true
+		return
 	}
-	// Whatever is still owed to a connected member is lost.
-	f.waitDelivered(ctx, p.settle)
+	if err := f.revive(ctx); err != nil {
+		l.Error, c.done = err.Error(), true
+		return
+	}
+	if ctx.Err() != nil {
+		l.Error, c.done = "scenario deadline: "+ctx.Err().Error(), true
+		return
+	}
+	c.phase++
+	st := f.step(ctx, c.kind, c.k, c.phase)
+	l.Steps = append(l.Steps, st)
+	if st.Pass && (l.Max == nil || c.k > l.Max.Grid || (c.k == l.Max.Grid && c.kind == "fine")) {
+		l.Max = st
+	}
+	switch {
+	case st.Pass:
+		c.lastPass, c.retried = c.k, false
+		switch {
+		case c.kind == "probe" || c.k >= c.failed:
+			c.kind, c.k = "probe", c.k+fanoutProbeEvery
+		default:
+			c.k++
+		}
+		if c.k > fanoutMaxGrid {
+			l.Capped, c.done = true, true
+		}
+	case c.kind == "probe" && c.lastPass >= 0:
+		c.failed = c.k
+		c.kind, c.k = "fine", c.lastPass+1
+	case !c.retried && strings.HasPrefix(st.Why, "p99"):
+		// Other work on the machine can spoil one step's tail: a step that failed on its latency
+		// alone (a fine one, or the first probe) runs once more before the ladder ends.
+		c.retried = true
+	default:
+		c.done = true
+	}
+}
+
+// finish waits for what is still owed, counts what never came, and closes the clients and server.
+func (c *fanoutClimb) finish(ctx context.Context) {
+	f, l := c.f, c.l
+	f.waitDelivered(ctx, f.p.settle)
 	l.Lost = f.owed()
 	l.Dropped, l.OutOfOrder, l.Duplicates = f.deaths.Load(), f.outOfOrder.Load(), f.duplicates.Load()
 	l.Refused = f.refusedCodes()
 	f.mu.Lock()
 	l.DropReason = f.whyDeath
 	f.mu.Unlock()
+	f.close()
+	f.srv.stop()
+}
+
+// fanoutWriteCalls is the write system calls srv has made so far (syscw of /proc/<pid>/io), or 0.
+func fanoutWriteCalls(srv *child) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", srv.cmd.Process.Pid))
 	if err != nil {
-		return l, fmt.Errorf("%s: %w", name, err)
+		return 0
 	}
-	return l, nil
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// fanoutBusy is the CPU time all CPUs have spent busy so far (/proc/stat), or 0.
+func fanoutBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * (time.Second / 100) // clock ticks
 }
 
 // fanoutQuiet waits until srv has used under a tenth of a core over half a second, or bound passed.
@@ -346,6 +501,10 @@ type fanoutFleet struct {
 		mu sync.Mutex
 		h  *hdrhistogram.Histogram
 	}
+	// chatd: the step in progress (its phase and schedule), to time the acks; and their histogram.
+	clock atomic.Pointer[fanoutClock]
+	ackMu sync.Mutex
+	acks  *hdrhistogram.Histogram
 
 	readers sync.WaitGroup
 	closing atomic.Bool
@@ -358,6 +517,17 @@ type fanoutFleet struct {
 	mu       sync.Mutex
 	codes    map[string]int64 // refusals by errCode
 	whyDeath string           // the first dropped client's error
+}
+
+// fanoutClock is a step's schedule: message j is sent at t0 + j/rate.
+type fanoutClock struct {
+	phase int
+	t0    time.Time
+	rate  float64
+}
+
+func (c *fanoutClock) at(j int) time.Time {
+	return c.t0.Add(time.Duration(float64(j) / c.rate * float64(time.Second)))
 }
 
 // fanoutMember is one client.
@@ -384,6 +554,7 @@ func newFanoutFleet(name string, srv *child, p fanoutParams, dial func(context.C
 	for k := range f.shards {
 		f.shards[k].h = newHist()
 	}
+	f.acks = newHist()
 	return f
 }
 
@@ -395,7 +566,7 @@ func (f *fanoutFleet) connect(ctx context.Context) error {
 	if err := f.attach(ctx, 0, true); err != nil {
 		return err
 	}
-	if err := parallel(fanoutMembers-1, 32, func(i int) error { return f.attach(ctx, i+1, false) }); err != nil {
+	if err := parallel(fanoutMembers-1, 8, func(i int) error { return f.attach(ctx, i+1, false) }); err != nil {
 		return err
 	}
 	if !f.chat {
@@ -526,6 +697,9 @@ func (f *fanoutFleet) read(m *fanoutMember, conn *websocket.Conn) {
 			}
 			m.got.Add(1) // after the record: whoever sees the count sees the sample
 		case f.chat && bytes.HasPrefix(data, fanoutAckPrefix):
+			if id, ok := fanoutField(data, fanoutIDKey); ok {
+				f.timeAck(id, now)
+			}
 			f.stored.Add(1)
 		case f.chat && bytes.HasPrefix(data, fanoutErrorPrefix):
 			code, _ := fanoutField(data, fanoutCodeKey)
@@ -537,6 +711,22 @@ func (f *fanoutFleet) read(m *fanoutMember, conn *websocket.Conn) {
 			}
 		}
 	}
+}
+
+// timeAck records the send-to-ack time of message id ("m<phase>-<j>") of the step in progress.
+func (f *fanoutFleet) timeAck(id []byte, now time.Time) {
+	c := f.clock.Load()
+	ph, j, ok := bytes.Cut(bytes.TrimPrefix(id, []byte("m")), []byte("-"))
+	if c == nil || !ok || string(ph) != strconv.Itoa(c.phase) {
+		return
+	}
+	n, err := strconv.Atoi(string(j))
+	if err != nil {
+		return
+	}
+	f.ackMu.Lock()
+	record(f.acks, now.Sub(c.at(n)))
+	f.ackMu.Unlock()
 }
 
 // fanoutReadFrame reads the next frame into buf (grown as needed), to spare a thousand readers
@@ -630,8 +820,9 @@ func (f *fanoutFleet) publish(ctx context.Context, phase int, rate float64, t0 t
 	for slot, i := range f.pubs {
 		m := f.members[i]
 		wg.Go(func() {
+			clock := fanoutClock{phase: phase, t0: t0, rate: rate}
 			for j := slot; j < n && ctx.Err() == nil; j += len(f.pubs) {
-				sched := t0.Add(time.Duration(float64(j) / rate * float64(time.Second)))
+				sched := clock.at(j)
 				sleepUntil(ctx, sched)
 				if m.dead.Load() {
 					return
@@ -726,17 +917,34 @@ func (f *fanoutFleet) step(ctx context.Context, kind string, k, phase int) *fano
 	n := max(1, int(math.Round(rate*length.Seconds())))
 	f.takeLatency() // anything recorded between steps is not this step's
 	sent0, stored0, refused0, deaths0, got0 := f.sent.Load(), f.stored.Load(), f.refused.Load(), f.deaths.Load(), f.delivered()
-	cpu, harness0 := meterCPU(f.srv), cpuTime()
+	cpu, harness0, writes0, busy0 := meterCPU(f.srv), cpuTime(), fanoutWriteCalls(f.srv), fanoutBusy()
+	var stopProfile func()
+	if base := os.Getenv("CHATBENCH_FANOUT_PROFILE"); base != "" && kind == "fine" {
+		stopProfile = childProfiler(f.srv, fmt.Sprintf("%s-%s-%.1f.pprof", base, f.name, rate), length)()
+	}
 	t0 := time.Now().Add(20 * time.Millisecond)
 	end := t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+	f.clock.Store(&fanoutClock{phase: phase, t0: t0, rate: rate})
+	var m0 gatewayMetrics
+	if f.chat {
+		m0, _ = scrapeMetrics(ctx, f.srv.URL)
+		f.ackMu.Lock()
+		f.acks.Reset()
+		f.ackMu.Unlock()
+	}
 	// What has arrived 100 ms after the last scheduled send: the step's throughput.
 	inTime := make(chan int64, 1)
 	go func() { sleepUntil(ctx, end.Add(fanoutP99)); inTime <- f.delivered() }()
 	f.publish(ctx, phase, rate, t0, n)
+	if stopProfile != nil {
+		stopProfile()
+	}
 	st.Drained = f.waitDelivered(ctx, f.p.drain)
 	drainEnd := time.Now()
 	used, cores := cpu.stop()
 	harness := cpuTime() - harness0
+	writes := fanoutWriteCalls(f.srv) - writes0
+	busy := fanoutBusy() - busy0
 	st.DrainMs = max(0, fanoutMs(drainEnd.Sub(end)))
 	st.SendToDeliver = f.takeLatency()
 	st.Sent, st.Stored, st.Refused = f.sent.Load()-sent0, f.stored.Load()-stored0, f.refused.Load()-refused0
@@ -746,8 +954,24 @@ func (f *fanoutFleet) step(ctx context.Context, kind string, k, phase int) *fano
 	st.ServerCores = cores
 	if st.Deliveries > 0 {
 		st.ServerCPUPerDelivU = float64(used.Microseconds()) / float64(st.Deliveries)
+		st.ServerWritesPerDeliv = float64(writes) / float64(st.Deliveries)
 	}
 	st.HarnessCores = harness.Seconds() / drainEnd.Sub(t0).Seconds()
+	if busy > 0 {
+		st.OtherCores = max(0, (busy-used-harness).Seconds()/drainEnd.Sub(t0).Seconds())
+	}
+	if f.chat {
+		f.ackMu.Lock()
+		acks := summarize(f.acks)
+		f.ackMu.Unlock()
+		st.SendToAck = &acks
+		if m1, err := scrapeMetrics(ctx, f.srv.URL); err == nil && m0 != nil {
+			const lag = "chat_gateway_live_lag_seconds"
+			if n := m1[lag+"_count"] - m0[lag+"_count"]; n > 0 {
+				st.LiveLagMeanMs = 1000 * (m1[lag+"_sum"] - m0[lag+"_sum"]) / n
+			}
+		}
+	}
 	switch {
 	case st.Dropped > 0:
 		st.Why = fmt.Sprintf("%d clients dropped", st.Dropped)
@@ -766,60 +990,14 @@ func (f *fanoutFleet) step(ctx context.Context, kind string, k, phase int) *fano
 	if !st.Pass {
 		pass = "did not keep up: " + st.Why
 	}
-	logf("fanout %s %s %6.1f msgs/s: %7.0f deliveries/s, p50 %.1f p99 %.1f max %.1f ms, drain %.0f ms, server %.2f cores %.2f µs/delivery, harness %.2f cores: %s",
-		f.name, kind, rate, st.DeliveriesPerSec, st.SendToDeliver.P50, st.SendToDeliver.P99, st.SendToDeliver.Max,
-		st.DrainMs, st.ServerCores, st.ServerCPUPerDelivU, st.HarnessCores, pass)
+	chat := ""
+	if st.SendToAck != nil {
+		chat = fmt.Sprintf(", ack p50 %.1f p99 %.1f ms, live lag %.1f ms", st.SendToAck.P50, st.SendToAck.P99, st.LiveLagMeanMs)
+	}
+	logf("fanout %s %s %6.1f msgs/s: %7.0f deliveries/s, p50 %.1f p99 %.1f max %.1f ms%s, drain %.0f ms, server %.2f cores %.2f µs/delivery %.2f writes/delivery, harness %.2f cores, others %.2f cores: %s",
+		f.name, kind, rate, st.DeliveriesPerSec, st.SendToDeliver.P50, st.SendToDeliver.P99, st.SendToDeliver.Max, chat,
+		st.DrainMs, st.ServerCores, st.ServerCPUPerDelivU, st.ServerWritesPerDeliv, st.HarnessCores, st.OtherCores, pass)
 	return st
-}
-
-// ladder probes the grid, then climbs it point by point from the last probe that kept up.
-func (f *fanoutFleet) ladder(ctx context.Context, l *fanoutLadder) error {
-	phase := 0
-	run := func(kind string, k int) (bool, error) {
-		// A failed step may leave a backlog, and dropped clients: clear both first.
-		if !f.waitDelivered(ctx, f.p.settle) {
-			return false, fmt.Errorf("a backlog of %d deliveries did not clear within %s", f.owed(), f.p.settle)
-		}
-		if err := f.revive(ctx); err != nil {
-			return false, err
-		}
-		if ctx.Err() != nil {
-			return false, fmt.Errorf("scenario deadline: %w", ctx.Err())
-		}
-		phase++
-		st := f.step(ctx, kind, k, phase)
-		l.Steps = append(l.Steps, st)
-		if st.Pass && (l.Max == nil || k > l.Max.Grid || (k == l.Max.Grid && kind == "fine")) {
-			l.Max = st
-		}
-		return st.Pass, nil
-	}
-	lastPass, firstFail := -1, -1
-	for k := 0; k <= fanoutMaxGrid; k += fanoutProbeEvery {
-		ok, err := run("probe", k)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			firstFail = k
-			break
-		}
-		lastPass = k
-	}
-	if firstFail < 0 {
-		l.Capped = true
-		return nil
-	}
-	if lastPass < 0 {
-		return nil // not even the lowest rate
-	}
-	for k := lastPass + 1; k <= fanoutMaxGrid; k++ {
-		ok, err := run("fine", k)
-		if err != nil || !ok {
-			return err
-		}
-	}
-	return nil
 }
 
 func (r *fanoutResult) print(w io.Writer) {
@@ -831,15 +1009,15 @@ func (r *fanoutResult) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\n  %s (setup %.1f s)\n", l.Server, l.SetupSeconds)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "  step\tmsgs/s\tdeliveries/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tdrain ms\tserver cores\tserver µs/deliv\tharness cores\t\t")
+		fmt.Fprintln(tw, "  step\tmsgs/s\tdeliveries/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tdrain ms\tserver cores\tserver µs/deliv\twrites/deliv\tharness cores\tother cores\t\t")
 		for _, s := range l.Steps {
 			verdict := "ok"
 			if !s.Pass {
 				verdict = s.Why
 			}
-			fmt.Fprintf(tw, "  %s\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t\n", s.Kind, s.OfferedMsgsPerSec,
+			fmt.Fprintf(tw, "  %s\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", s.Kind, s.OfferedMsgsPerSec,
 				s.DeliveriesPerSec, s.SendToDeliver.P50, s.SendToDeliver.P99, s.SendToDeliver.P999, s.SendToDeliver.Max,
-				s.DrainMs, s.ServerCores, s.ServerCPUPerDelivU, s.HarnessCores, verdict)
+				s.DrainMs, s.ServerCores, s.ServerCPUPerDelivU, s.ServerWritesPerDeliv, s.HarnessCores, s.OtherCores, verdict)
 		}
 		tw.Flush()
 		best := "none"
@@ -867,7 +1045,8 @@ func (r *fanoutResult) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n  chatd / raw max deliveries/s: %.2f (%s the target %.1f)\n", r.ChatOverRaw, verdict, r.Target)
 	if e := r.EqualRate; e != nil {
-		fmt.Fprintf(w, "  at %.1f msgs/s, both kept up: server CPU per delivery chatd %.2f µs, raw %.2f µs (%.2f x); harness %.2f / %.2f cores\n",
-			e.OfferedMsgsPerSec, e.ChatCPUPerDelivU, e.RawCPUPerDelivU, e.ChatOverRaw, e.ChatHarnessCores, e.RawHarnessCores)
+		fmt.Fprintf(w, "  at %.1f msgs/s, both kept up: server CPU per delivery chatd %.2f µs, raw %.2f µs (%.2f x); writes per delivery %.2f / %.2f; harness %.2f / %.2f cores\n",
+			e.OfferedMsgsPerSec, e.ChatCPUPerDelivU, e.RawCPUPerDelivU, e.ChatOverRaw, e.ChatWritesPerDeliv, e.RawWritesPerDeliv,
+			e.ChatHarnessCores, e.RawHarnessCores)
 	}
 }

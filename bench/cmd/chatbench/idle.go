@@ -19,8 +19,19 @@ import (
 // thousands of WebSockets in steps, and after each step (the server settled, garbage collected,
 // freed memory returned to the OS) reads the server's resident memory, heap, stacks and
 // goroutines: memory against connections. Then it measures the server's CPU over an idle window
-// with every connection open (pings, and in chatd the presence heartbeats). The same steps run
-// against rawhub, the raw gorilla server with the library's default 4 KB buffers, in the same run.
+// with every connection open (pings, and in chatd the presence heartbeats), and reads the memory
+// once more after it: the steady state, every connection pinged at least once in a full run (a
+// goroutine's stack grows while it writes and may not shrink back). The per-connection figures
+// are (that - the empty server) / connections. The same steps run against rawhub, the raw gorilla
+// server with the library's default 4 KB buffers, in the same run.
+//
+// Both the clients' sockets (here) and the server's (in the child) count against the open files
+// limit, which is raised as far as this process may: where the hard limit is lower than the
+// connections asked for, fewer run, and the result says so.
+//
+// CHATBENCH_IDLE_PROFILE=<base> writes each server's CPU profile of the idle window to
+// <base>-<server>-cpu.pprof, and its heap profile and goroutine stacks at the end to
+// <base>-<server>-heap.pb.gz and <base>-<server>-goroutines.txt.
 
 func init() {
 	register(&scenario{name: "idle", order: 40, run: runIdle,
@@ -41,7 +52,7 @@ type idleParams struct {
 
 func idleDefaults(quick bool) idleParams {
 	if quick {
-		return idleParams{Conns: 5000, Steps: 4, IdleWindow: 10 * time.Second, SettleMax: 8 * time.Second}
+		return idleParams{Conns: 5000, Steps: 2, IdleWindow: 8 * time.Second, SettleMax: 5 * time.Second}
 	}
 	return idleParams{Conns: 20_000, Steps: 4, IdleWindow: 30 * time.Second, SettleMax: 15 * time.Second}
 }
@@ -54,6 +65,9 @@ type idleStep struct {
 	StackInuse int64   `json:"stackInuse"`
 	Goroutines int     `json:"goroutines"`
 	SettleSecs float64 `json:"settleSeconds"` // how long the server took to go quiet
+	// AfterIdle: read after the idle window (every connection pinged at least once in a full
+	// run), not right after connecting.
+	AfterIdle bool `json:"afterIdle,omitempty"`
 }
 
 // idleServer is what one server measured.
@@ -61,19 +75,21 @@ type idleServer struct {
 	Server         string     `json:"server"`
 	Steps          []idleStep `json:"steps"`
 	ConnectSeconds float64    `json:"connectSeconds"` // dialling every step, in all
-	// Per connection at the last step, against the empty server: resident memory, heap and
-	// stacks in KB, goroutines.
-	RSSPerConnKB       float64 `json:"rssPerConnKB"`
-	HeapPerConnKB      float64 `json:"heapPerConnKB"`
-	StackPerConnKB     float64 `json:"stackPerConnKB"`
-	GoroutinesPerConn  float64 `json:"goroutinesPerConn"`
-	IdleWindowSecs     float64 `json:"idleWindowSeconds"`
-	IdleCores          float64 `json:"idleCores"`
-	IdleMicrosPerConn  float64 `json:"idleMicrosPerSecPerConn"` // CPU µs per second per connection
-	IdleCorePctPer1k   float64 `json:"idleCorePctPer1k"`        // % of one core per 1k connections
-	FramesReceived     int64   `json:"framesReceived"`          // data frames the idle clients got
-	Dropped            int     `json:"dropped"`                 // clients the server closed
-	DroppedFirstReason string  `json:"droppedFirstReason,omitempty"`
+	// Per connection after the idle window (the steady state), against the empty server:
+	// resident memory, heap and stacks in KB, goroutines; and the resident memory right after
+	// connecting (the last step).
+	RSSPerConnKB          float64 `json:"rssPerConnKB"`
+	RSSPerConnConnectedKB float64 `json:"rssPerConnConnectedKB"`
+	HeapPerConnKB         float64 `json:"heapPerConnKB"`
+	StackPerConnKB        float64 `json:"stackPerConnKB"`
+	GoroutinesPerConn     float64 `json:"goroutinesPerConn"`
+	IdleWindowSecs        float64 `json:"idleWindowSeconds"`
+	IdleCores             float64 `json:"idleCores"`
+	IdleMicrosPerConn     float64 `json:"idleMicrosPerSecPerConn"` // CPU µs per second per connection
+	IdleCorePctPer1k      float64 `json:"idleCorePctPer1k"`        // % of one core per 1k connections
+	FramesReceived        int64   `json:"framesReceived"`          // data frames the idle clients got
+	Dropped               int     `json:"dropped"`                 // clients the server closed
+	DroppedFirstReason    string  `json:"droppedFirstReason,omitempty"`
 }
 
 // idleResult is the scenario's result.
@@ -85,6 +101,7 @@ type idleResult struct {
 	CPUChatOverRaw float64     `json:"cpuChatOverRaw,omitempty"`
 	TargetKB       float64     `json:"targetKB"`
 	MetTarget      bool        `json:"metTarget"`
+	Note           string      `json:"note,omitempty"` // why fewer connections than asked
 	Errors         []string    `json:"errors,omitempty"`
 }
 
@@ -92,11 +109,41 @@ func (r *idleResult) failed() bool {
 	return len(r.Errors) > 0 || (r.Chat != nil && r.Chat.Dropped > 0) || (r.Raw != nil && r.Raw.Dropped > 0)
 }
 
+func (r *idleResult) targets() []target {
+	const name = "4. 20k idle connections: resident memory per connection, after GC"
+	goal := fmt.Sprintf("≤ %d KB", idleTargetKB)
+	if r.Chat == nil || r.Chat.RSSPerConnKB == 0 {
+		return []target{missing(40, name, goal)}
+	}
+	measured := fmt.Sprintf("%.1f KB (%.1f right after connecting; raw gorilla %.1f KB); idle CPU %.1f µs/s per connection",
+		r.Chat.RSSPerConnKB, r.Chat.RSSPerConnConnectedKB, r.rawKB(), r.Chat.IdleMicrosPerConn)
+	if r.Params.Conns != 20_000 {
+		measured += fmt.Sprintf("; %s connections", thousands(r.Params.Conns))
+	}
+	return []target{{Order: 40, Name: name, Goal: goal, Measured: measured, Met: r.MetTarget}}
+}
+
+func (r *idleResult) rawKB() float64 {
+	if r.Raw == nil {
+		return 0
+	}
+	return r.Raw.RSSPerConnKB
+}
+
 func runIdle(quick bool) (scenarioResult, error) {
 	p := idleDefaults(quick)
 	res := &idleResult{Params: p, TargetKB: idleTargetKB}
-	if err := raiseNoFile(uint64(2*p.Conns + 10_000)); err != nil {
+	// The clients' sockets are in this process and the server's in the child: each needs about
+	// p.Conns files.
+	limit, err := raiseNoFile(uint64(p.Conns + fdMargin))
+	if err != nil {
 		return res, err
+	}
+	if n := int(limit) - fdMargin; n < p.Conns {
+		res.Note = fmt.Sprintf("%d connections, not %d: the open files limit is %d here (raising it needs privilege)", n, p.Conns, limit)
+		logf("idle: %s", res.Note)
+		p.Conns = n
+		res.Params = p
 	}
 	m, err := newMinter()
 	if err != nil {
@@ -124,10 +171,8 @@ func runIdle(quick bool) (scenarioResult, error) {
 	}
 
 	logf("idle: chatd, %d connections in %d steps", p.Conns, p.Steps)
-	chat, err := startChatd(chatdOptions{Env: []string{
-		// The production default, not the benchmark's deeper queue: the queue is per session.
-		"CHAT_SEND_QUEUE=1024",
-	}})
+	// The production default send queue, not the benchmark's deeper one: it is per session.
+	chat, err := startChatd(chatdOptions{Env: []string{"CHAT_SEND_QUEUE=1024"}})
 	if err != nil {
 		return res, err
 	}
@@ -209,19 +254,19 @@ func measureIdle(c *child, p idleParams, dial func(ctx context.Context, i int) (
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	point := func(n int) error {
+	point := func(n int, afterIdle bool) error {
 		settled := settle(c, p.SettleMax)
 		st, rss, err := c.gc(ctx)
 		if err != nil {
 			return fmt.Errorf("gc at %d connections: %w", n, err)
 		}
 		out.Steps = append(out.Steps, idleStep{Conns: n, RSS: rss, HeapInuse: st.HeapInuse, StackInuse: st.StackInuse,
-			Goroutines: st.Goroutines, SettleSecs: settled.Seconds()})
+			Goroutines: st.Goroutines, SettleSecs: settled.Seconds(), AfterIdle: afterIdle})
 		logf("idle: %s %6d connections: RSS %6.1f MB  heap %6.1f MB  stacks %5.1f MB  %6d goroutines (settled in %.1f s)",
-			c.name, n, mb(rss), mb(st.HeapInuse), mb(st.StackInuse), st.Goroutines, settled.Seconds())
+			c.name, n, idleMB(rss), idleMB(st.HeapInuse), idleMB(st.StackInuse), st.Goroutines, settled.Seconds())
 		return nil
 	}
-	if err := point(0); err != nil {
+	if err := point(0, false); err != nil {
 		return out, err
 	}
 	connected := 0
@@ -243,18 +288,17 @@ func measureIdle(c *child, p idleParams, dial func(ctx context.Context, i int) (
 			return out, err
 		}
 		connected = upto
-		if err := point(connected); err != nil {
+		if err := point(connected, false); err != nil {
 			return out, err
 		}
 	}
 	out.ConnectSeconds = dialTime.Seconds()
-	if base := os.Getenv("CHATBENCH_IDLE_PROFILE"); base != "" {
-		// Where the memory goes: the heap (after the GC above) and every goroutine's stack.
-		saveChildProfile(ctx, c, "heap", base+"-"+c.name+"-heap.pb.gz")
-		saveChildProfile(ctx, c, "goroutine?debug=1", base+"-"+c.name+"-goroutines.txt")
-	}
 
 	// The idle window: every connection open, nothing sent.
+	var stopProfile func()
+	if base := os.Getenv("CHATBENCH_IDLE_PROFILE"); base != "" {
+		stopProfile = childProfiler(c, base+"-"+c.name+"-cpu.pprof", p.IdleWindow)()
+	}
 	meter := meterCPU(c)
 	t0 := time.Now()
 	select {
@@ -264,13 +308,26 @@ func measureIdle(c *child, p idleParams, dial func(ctx context.Context, i int) (
 	}
 	used, cores := meter.stop()
 	out.IdleWindowSecs = time.Since(t0).Seconds()
+	if stopProfile != nil {
+		stopProfile()
+	}
 	out.IdleCores = cores
 	n := float64(connected)
 	out.IdleMicrosPerConn = float64(used.Microseconds()) / out.IdleWindowSecs / n
 	out.IdleCorePctPer1k = cores * 100 / n * 1000
 
+	connectedStep := out.Steps[len(out.Steps)-1]
+	if err := point(connected, true); err != nil {
+		return out, err
+	}
+	if base := os.Getenv("CHATBENCH_IDLE_PROFILE"); base != "" {
+		// Where the memory goes: the heap (after the GC above) and every goroutine's stack.
+		saveChildProfile(ctx, c, "heap", base+"-"+c.name+"-heap.pb.gz")
+		saveChildProfile(ctx, c, "goroutine?debug=1", base+"-"+c.name+"-goroutines.txt")
+	}
 	first, last := out.Steps[0], out.Steps[len(out.Steps)-1]
 	out.RSSPerConnKB = float64(last.RSS-first.RSS) / n / 1024
+	out.RSSPerConnConnectedKB = float64(connectedStep.RSS-first.RSS) / n / 1024
 	out.HeapPerConnKB = float64(last.HeapInuse-first.HeapInuse) / n / 1024
 	out.StackPerConnKB = float64(last.StackInuse-first.StackInuse) / n / 1024
 	out.GoroutinesPerConn = float64(last.Goroutines-first.Goroutines) / n
@@ -279,47 +336,58 @@ func measureIdle(c *child, p idleParams, dial func(ctx context.Context, i int) (
 	if r, ok := cs.reason.Load().(string); ok {
 		out.DroppedFirstReason = r
 	}
-	logf("idle: %s %.1f KB per connection (heap %.1f, stacks %.1f), %.2f goroutines; idle CPU %.3f cores = %.1f µs/s per connection",
-		c.name, out.RSSPerConnKB, out.HeapPerConnKB, out.StackPerConnKB, out.GoroutinesPerConn, cores, out.IdleMicrosPerConn)
+	logf("idle: %s %.1f KB per connection after the idle window (heap %.1f, stacks %.1f; %.1f right after connecting), %.2f goroutines; idle CPU %.3f cores = %.1f µs/s per connection",
+		c.name, out.RSSPerConnKB, out.HeapPerConnKB, out.StackPerConnKB, out.RSSPerConnConnectedKB, out.GoroutinesPerConn, cores, out.IdleMicrosPerConn)
 	if out.Dropped > 0 {
 		return out, fmt.Errorf("%d clients dropped by the server (first: %s)", out.Dropped, out.DroppedFirstReason)
 	}
 	return out, nil
 }
 
-// settle waits until the child has been nearly idle (under 5% of a core) for a second, or max
-// has passed, and returns how long that took.
+// settle waits until the child is quiet, and returns how long that took: under 5% of a core
+// over a second, or two seconds in a row within 20% of each other under half a core (the floor
+// of the connections' own keepalive and presence heartbeats), or max has passed.
 func settle(c *child, max time.Duration) time.Duration {
 	t0 := time.Now()
+	prev := -1.0
 	for time.Since(t0) < max {
 		m := meterCPU(c)
 		time.Sleep(time.Second)
-		if _, cores := m.stop(); cores < 0.05 {
+		_, cores := m.stop()
+		if cores < 0.05 || (prev >= 0 && cores < 0.5 && cores <= prev*1.2 && cores >= prev*0.8) {
 			break
 		}
+		prev = cores
 	}
 	return time.Since(t0)
 }
 
-// raiseNoFile makes sure this process (and the servers it starts, which inherit the limit) may
-// open at least want files: thousands of sockets need more than the usual soft limit.
-func raiseNoFile(want uint64) error {
+// raiseNoFile tries to let this process (and the servers it starts, which inherit the limit)
+// open want files: thousands of sockets need more than the usual soft limit. Raising the hard
+// limit needs privilege (CAP_SYS_RESOURCE); without it the soft limit goes up to the hard one. It
+// returns the limit in force.
+func raiseNoFile(want uint64) (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return err
+		return 0, err
 	}
 	if lim.Cur >= want {
-		return nil
+		return lim.Cur, nil
 	}
-	lim.Cur = want
-	if lim.Max < want {
-		lim.Max = want // needs privilege; otherwise the error says so
+	raised := syscall.Rlimit{Cur: want, Max: max(lim.Max, want)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+		return want, nil
 	}
+	lim.Cur = lim.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise the open files limit to %d: %w (run as root or raise ulimit -Hn)", want, err)
+		return 0, fmt.Errorf("raise the open files limit: %w", err)
 	}
-	return nil
+	return lim.Cur, nil
 }
+
+// fdMargin are the files a process needs besides its clients' sockets (chatd: the NATS
+// connections, the store's files, listeners).
+const fdMargin = 1000
 
 // saveChildProfile writes one of the child's profiles (a /debug/pprof/ path) to path.
 func saveChildProfile(ctx context.Context, c *child, profile, path string) {
@@ -344,33 +412,40 @@ func saveChildProfile(ctx context.Context, c *child, profile, path string) {
 	closeLogged(f)
 }
 
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
+func idleMB(b int64) float64 { return float64(b) / (1 << 20) }
 
 func (r *idleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "  %d idle connections in %d steps; memory after GC and FreeOSMemory; idle CPU over %s\n",
 		r.Params.Conns, r.Params.Steps, r.Params.IdleWindow)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tconns\tRSS MB\theap MB\tstacks MB\tgoroutines\tsettle s\t")
+	fmt.Fprintln(tw, "server\tconns\tRSS MB\theap MB\tstacks MB\tgoroutines\tsettle s\t\t")
 	for _, s := range []*idleServer{r.Chat, r.Raw} {
 		if s == nil {
 			continue
 		}
 		for _, st := range s.Steps {
-			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t\n", s.Server, st.Conns, mb(st.RSS), mb(st.HeapInuse),
-				mb(st.StackInuse), st.Goroutines, st.SettleSecs)
+			when := ""
+			if st.AfterIdle {
+				when = "after the idle window"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%s\t\n", s.Server, st.Conns, idleMB(st.RSS), idleMB(st.HeapInuse),
+				idleMB(st.StackInuse), st.Goroutines, st.SettleSecs, when)
 		}
 	}
 	tw.Flush()
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tKB/conn RSS\theap\tstacks\tgoroutines/conn\tidle cores\tµs/s per conn\t% core per 1k\tdropped\t")
+	fmt.Fprintln(tw, "server\tKB/conn RSS\theap\tstacks\tRSS right after connecting\tgoroutines/conn\tidle cores\tµs/s per conn\t% core per 1k\tdropped\t")
 	for _, s := range []*idleServer{r.Chat, r.Raw} {
 		if s == nil {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.2f\t%.2f\t%d\t\n", s.Server, s.RSSPerConnKB, s.HeapPerConnKB,
-			s.StackPerConnKB, s.GoroutinesPerConn, s.IdleCores, s.IdleMicrosPerConn, s.IdleCorePctPer1k, s.Dropped)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.2f\t%.2f\t%d\t\n", s.Server, s.RSSPerConnKB, s.HeapPerConnKB,
+			s.StackPerConnKB, s.RSSPerConnConnectedKB, s.GoroutinesPerConn, s.IdleCores, s.IdleMicrosPerConn, s.IdleCorePctPer1k, s.Dropped)
 	}
 	tw.Flush()
+	if r.Note != "" {
+		fmt.Fprintf(w, "  note: %s\n", r.Note)
+	}
 	verdict := "missed"
 	if r.MetTarget {
 		verdict = "met"
