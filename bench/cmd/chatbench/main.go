@@ -185,7 +185,11 @@ func main() {
 	if *onlyScenarios {
 		p.Raw, p.Gateway, p.Presence, p.Unread, p.Archive = false, false, false, false, false
 	}
-	selected, err := selectScenarios(*scenarioSpec)
+	spec := *scenarioSpec
+	if *onlyPresence || *onlyUnread || *onlyArchive {
+		spec = "none" // an -only-<phase> run is that phase alone
+	}
+	selected, err := selectScenarios(spec)
 	if err != nil {
 		log.Fatal(err)
 	}
