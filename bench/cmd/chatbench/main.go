@@ -128,15 +128,16 @@ func defaultParams(quick bool) params {
 		HistoryRows: 10_000_000, HistoryConvs: 10_000, HistoryRequests: 2000,
 	}
 	if quick {
-		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 6*time.Second, 2*time.Second
-		p.OpenRates = []int{1000, 5000, 20_000, 40_000}
+		p.RawDuration, p.Warmup, p.Measure, p.OpenDuration = 2500*time.Millisecond, time.Second, 4*time.Second, 2*time.Second
+		p.RawBatchSizes = nil // the async baseline only
+		p.OpenRates = []int{1000, 5000, 20_000}
 		p.DrainTimeout = 30 * time.Second
 		// Fewer sessions: connecting 20,000 takes 30-70 s on 2 CPUs (each connect's recompute lists
 		// the user's connections with a consumer whose cost grows with the bucket).
 		p.PresenceUsers, p.PresenceRawDuration = 2500, 1500*time.Millisecond
 		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
 		p.UnreadMessages = 50_000
-		p.ArchiveRows, p.ArchiveLagDuration, p.HistoryRows, p.HistoryConvs, p.HistoryRequests = 100_000, 4*time.Second, 1_000_000, 1000, 300
+		p.ArchiveRows, p.ArchiveLagDuration, p.HistoryRows, p.HistoryConvs, p.HistoryRequests = 100_000, 3*time.Second, 500_000, 1000, 300
 	}
 	return p
 }
