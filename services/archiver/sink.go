@@ -1,6 +1,7 @@
 package archiver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -40,19 +41,20 @@ type pend struct {
 	size    int
 }
 
-// sink runs the collector: it receives events from the consumer, hands batches to archiving
-// goroutines (at most maxInflightBatches at once; their events are disjoint), keeps queued events in progress and measures the lag. It returns when ctx
-// is done (after the batch in hand is finished, within ShutdownTimeout) or NATS is closed.
+// sink runs the collector: it takes the events the reader received, hands batches to archiving
+// goroutines (at most maxInflightBatches at once; their events are disjoint), keeps queued events
+// in progress and measures the lag. It returns when ctx is done (after the batch in hand is
+// finished, within ShutdownTimeout) or NATS is closed.
 func (s *Service) sink(ctx context.Context) error {
-	in := make(chan jetstream.Msg)
 	rd := newReader(s)
 	defer rd.cancel()
-	go rd.run(in)
+	go rd.run()
+	received, ended := rd.ready, rd.done
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
 	var (
-		queue    []*pend
+		queue    []pend
 		qBytes   int
 		inflight []time.Time // the oldest event of each batch in hand
 		done     = make(chan time.Time, maxInflightBatches)
@@ -73,9 +75,8 @@ func (s *Service) sink(ctx context.Context) error {
 				size += queue[n].size
 				n++
 			}
-			batch := make([]*pend, n)
-			copy(batch, queue)
-			queue = append(queue[:0:0], queue[n:]...)
+			batch := slices.Clone(queue[:n])
+			queue = slices.Delete(queue, 0, n)
 			qBytes -= size
 			oldest := oldestStored(batch)
 			inflight = append(inflight, oldest)
@@ -85,7 +86,7 @@ func (s *Service) sink(ctx context.Context) error {
 			}()
 			continue // another batch may be ready too
 		}
-		if stopping && in == nil && len(inflight) == 0 {
+		if stopping && ended == nil && len(inflight) == 0 {
 			break
 		}
 		var wakeC <-chan time.Time
@@ -94,18 +95,15 @@ func (s *Service) sink(ctx context.Context) error {
 			wakeC = wake.C
 		}
 		select {
-		case m, ok := <-in:
-			if !ok {
-				in = nil
-				if !stopping {
-					failure = errors.New("archiver: the consumer stopped: NATS connection closed")
-					stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
-				}
-				continue
-			}
-			if p := s.newPend(m); p != nil {
-				queue = append(queue, p)
-				qBytes += p.size
+		case <-received:
+			queue, qBytes = s.enqueue(queue, qBytes, rd.take())
+		case <-ended:
+			// The reader is done: what it still holds is all that will come.
+			queue, qBytes = s.enqueue(queue, qBytes, rd.take())
+			received, ended = nil, nil
+			if !stopping {
+				failure = errors.New("archiver: the consumer stopped: NATS connection closed")
+				stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
 			}
 		case t := <-done:
 			if i := slices.Index(inflight, t); i >= 0 {
@@ -131,23 +129,29 @@ func (s *Service) sink(ctx context.Context) error {
 	return failure
 }
 
-func (s *Service) newPend(m jetstream.Msg) *pend {
-	meta, err := m.Metadata()
-	if err != nil {
-		s.log.Warn("consumer: a message without metadata", "err", err)
-		s.m.errors.WithLabelValues(opConsume).Inc()
-		return nil
-	}
+// enqueue appends the received messages to the queue of qBytes bytes, all arrived now.
+func (s *Service) enqueue(queue []pend, qBytes int, msgs []jetstream.Msg) ([]pend, int) {
 	now := time.Now()
-	return &pend{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, arrived: now, touched: now,
-		size: len(m.Data()) + len(m.Subject()) + 64}
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			s.log.Warn("consumer: a message without metadata", "err", err)
+			s.m.errors.WithLabelValues(opConsume).Inc()
+			continue
+		}
+		p := pend{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, arrived: now, touched: now,
+			size: len(m.Data()) + len(m.Subject()) + 64}
+		queue = append(queue, p)
+		qBytes += p.size
+	}
+	return queue, qBytes
 }
 
-func oldestStored(ps []*pend) time.Time {
+func oldestStored(ps []pend) time.Time {
 	var t time.Time
-	for _, p := range ps {
-		if t.IsZero() || p.stored.Before(t) {
-			t = p.stored
+	for i := range ps {
+		if t.IsZero() || ps[i].stored.Before(t) {
+			t = ps[i].stored
 		}
 	}
 	return t
@@ -177,20 +181,20 @@ func earliest(ts ...time.Time) time.Time {
 // renew sends a progress signal for the events whose ack wait started more than a quarter of
 // AckWait ago (all with force), so they are not redelivered while this instance holds them. With
 // flush it waits until the server has the signals and only then counts them as renewed.
-func (s *Service) renew(ps []*pend, flush bool) error {
+func (s *Service) renew(ps []pend, flush bool) error {
 	limit := time.Now().Add(-s.cfg.AckWait / 4)
-	var stale []*pend
-	for _, p := range ps {
-		if p.touched.Before(limit) {
-			stale = append(stale, p)
+	var stale []int
+	for i := range ps {
+		if ps[i].touched.Before(limit) {
+			stale = append(stale, i)
 		}
 	}
 	if len(stale) == 0 {
 		return nil
 	}
 	at := time.Now()
-	for _, p := range stale {
-		if err := p.msg.InProgress(); err != nil {
+	for _, i := range stale {
+		if err := ps[i].msg.InProgress(); err != nil {
 			s.m.errors.WithLabelValues(opAck).Inc()
 			return err
 		}
@@ -201,8 +205,8 @@ func (s *Service) renew(ps []*pend, flush bool) error {
 			return err
 		}
 	}
-	for _, p := range stale {
-		p.touched = at
+	for _, i := range stale {
+		ps[i].touched = at
 	}
 	return nil
 }
@@ -210,15 +214,18 @@ func (s *Service) renew(ps []*pend, flush bool) error {
 // archive stores a batch in ClickHouse and acknowledges it: it inserts the rows ClickHouse does
 // not hold yet, retrying with backoff until it succeeds or ctx ends (shutdown's bound; the batch
 // is then neither acknowledged nor handed back, see the package doc).
-func (s *Service) archive(ctx context.Context, batch []*pend) bool {
+func (s *Service) archive(ctx context.Context, batch []pend) bool {
+	// In seq order (usually already: one delivery each, in stream order), so that an event
+	// delivered twice (a redelivery while the first copy was in hand) is next to its copy and
+	// becomes one row.
+	slices.SortFunc(batch, func(a, b pend) int { return cmp.Compare(a.seq, b.seq) })
 	rows := make([]chstore.Row, 0, len(batch))
 	seqs := make([]uint64, 0, len(batch))
-	seen := make(map[uint64]bool, len(batch))
-	for _, p := range batch {
-		if seen[p.seq] {
-			continue // delivered twice (a redelivery while the first copy was in hand)
+	for i := range batch {
+		p := &batch[i]
+		if i > 0 && p.seq == batch[i-1].seq {
+			continue
 		}
-		seen[p.seq] = true
 		seqs = append(seqs, p.seq)
 		rows = append(rows, chstore.RowOf(p.seq, p.msg.Subject(), p.msg.Data(), p.stored))
 	}
@@ -267,8 +274,8 @@ func (s *Service) archive(ctx context.Context, batch []*pend) bool {
 		s.cfg.afterInsert(seqs)
 	}
 	var ackErr error
-	for _, p := range batch {
-		if err := p.msg.Ack(); err != nil && ackErr == nil {
+	for i := range batch {
+		if err := batch[i].msg.Ack(); err != nil && ackErr == nil {
 			ackErr = err
 		}
 	}
@@ -284,7 +291,7 @@ func (s *Service) archive(ctx context.Context, batch []*pend) bool {
 
 // pause waits d before the next attempt, keeping the batch in progress meanwhile; false if ctx
 // ended first.
-func (s *Service) pause(ctx context.Context, batch []*pend, d time.Duration) bool {
+func (s *Service) pause(ctx context.Context, batch []pend, d time.Duration) bool {
 	end := time.Now().Add(d)
 	for {
 		left := time.Until(end)
@@ -334,51 +341,74 @@ func chContext(ctx context.Context) context.Context {
 	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": maxQuerySize}))
 }
 
-// reader pulls messages from the consumer for the sink; it opens the iterator again when the
-// consumer goes away, and on stop drains it: the messages already buffered still reach the sink.
+// reader pulls messages from the consumer for the sink. Its callback appends what arrives to a
+// list the sink takes whole when woken (one hand-over per wake-up, not one per message). It
+// subscribes again when the consumer goes away, and on stop drains the subscription: the messages
+// already buffered still reach the sink.
 type reader struct {
-	s       *Service
-	ctx     context.Context // cancelled by stop
-	cancel  context.CancelFunc
+	s      *Service
+	ctx    context.Context // cancelled by stop
+	cancel context.CancelFunc
+	// ready holds a wake-up while msgs may be non-empty; done is closed once nothing more will
+	// be added to msgs.
+	ready chan struct{}
+	done  chan struct{}
+
 	mu      sync.Mutex
-	it      jetstream.MessagesContext
+	msgs    []jetstream.Msg
+	cc      jetstream.ConsumeContext
 	stopped bool
 }
 
 func newReader(s *Service) *reader {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &reader{s: s, ctx: ctx, cancel: cancel}
+	return &reader{s: s, ctx: ctx, cancel: cancel, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (r *reader) run(out chan<- jetstream.Msg) {
-	defer close(out)
+// add is the subscription's callback.
+func (r *reader) add(m jetstream.Msg) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	wake := len(r.msgs) == 1
+	r.mu.Unlock()
+	if wake {
+		select {
+		case r.ready <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+}
+
+// take returns the messages received since the last take.
+func (r *reader) take() []jetstream.Msg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msgs := r.msgs
+	r.msgs = nil
+	return msgs
+}
+
+func (r *reader) run() {
+	defer close(r.done)
 	fresh := false
 	for attempt := 0; ; attempt++ {
-		it, err := r.open(fresh)
-		if err == nil && it == nil {
+		cc, err := r.open(fresh)
+		if err == nil && cc == nil {
 			return // stopped
 		}
 		if err == nil {
 			attempt = 0
-			for {
-				msg, err := it.Next()
-				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-						break
-					}
-					r.s.log.Debug("consumer: next", "err", err)
-					continue
-				}
-				out <- msg
-			}
+			// Closed once the subscription ended (stopped or drained, the consumer deleted, NATS
+			// closed) and its callback returned for the last time.
+			<-cc.Closed()
 		} else {
 			r.s.m.errors.WithLabelValues(opConsume).Inc()
-			r.s.log.Warn("consumer: opening the message stream failed; retrying", "err", err)
+			r.s.log.Warn("consumer: subscribing failed; retrying", "err", err)
 		}
 		if r.isStopped() || r.s.nc.IsClosed() {
 			return
 		}
-		// The iterator ended by itself: the consumer was deleted or NATS reconnected elsewhere.
+		// The subscription ended by itself: the consumer was deleted or NATS reconnected elsewhere.
 		fresh = true
 		if !platform.Sleep(r.ctx, min(readerPause<<min(attempt, 8), 10*time.Second)) {
 			return
@@ -386,25 +416,27 @@ func (r *reader) run(out chan<- jetstream.Msg) {
 	}
 }
 
-func (r *reader) open(fresh bool) (jetstream.MessagesContext, error) {
+func (r *reader) open(fresh bool) (jetstream.ConsumeContext, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, setupTimeout)
 	defer cancel()
 	cons, err := r.s.consumer(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(r.s.cfg.BatchSize))
-	if err != nil {
-		return nil, err
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		it.Stop()
 		return nil, nil
 	}
-	r.it = it
-	return it, nil
+	cc, err := cons.Consume(r.add, jetstream.PullMaxMessages(r.s.cfg.BatchSize),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			r.s.log.Debug("consumer: consume", "err", err)
+		}))
+	if err != nil {
+		return nil, err
+	}
+	r.cc = cc
+	return cc, nil
 }
 
 func (r *reader) isStopped() bool {
@@ -413,7 +445,7 @@ func (r *reader) isStopped() bool {
 	return r.stopped
 }
 
-// stop stops pulling: the messages already buffered are still delivered, then out is closed.
+// stop stops pulling: the messages already buffered are still delivered, then done is closed.
 func (r *reader) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -422,8 +454,8 @@ func (r *reader) stop() {
 	}
 	r.stopped = true
 	r.cancel()
-	if r.it != nil {
-		r.it.Drain()
+	if r.cc != nil {
+		r.cc.Drain()
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,20 +28,30 @@ import (
 
 // The archive phase, on a local ClickHouse server started from the installed binary (18.16 here)
 // and a fresh nats-server (fsync off: ClickHouse is what is measured):
-//   - raw: clickhouse-go batch inserts of the archive's rows, same schema and batch size, into a
-//     database of their own: the ceiling;
+//   - raw: clickhouse-go batch inserts of the archive's rows, same schema and batch size (the
+//     same chstore.Insert the archiver uses), one at a time, each run into an empty table of a
+//     database of its own: the ceiling. The server is warmed up first with an untimed insert (a
+//     fresh server's first inserts are slower, which favoured the archiver, timed later), and
+//     raw runs before and after the archiver: the ratio is to their mean, so load on the machine
+//     that comes or goes during the phase weighs on both sides. A run with two inserts in flight,
+//     as the archiver has, is logged for reference;
 //   - archiver: the stream holds the same events; a fresh archiver drains it into ClickHouse,
-//     timed from start to everything acknowledged (rows/s), then end-to-end lag at a fixed
-//     publish rate (publish to acknowledged, i.e. in ClickHouse);
+//     timed from ready (schema applied, consumer created) to everything acknowledged (rows/s),
+//     then end-to-end lag at a fixed publish rate (publish to acknowledged, i.e. in ClickHouse);
 //   - history: the archive is filled to HistoryRows rows (raw inserts), then the newest 50 events
 //     of a random conversation are asked of the archiver over NATS, as the gateway does.
 
 // archiveResult is the phase's figures.
 type archiveResult struct {
-	ClickHouse     string  `json:"clickhouse"`
-	Rows           int     `json:"rows"`
-	BatchSize      int     `json:"batchSize"`
-	RawRowsPerSec  float64 `json:"rawRowsPerSec"`
+	ClickHouse    string  `json:"clickhouse"`
+	Rows          int     `json:"rows"`
+	BatchSize     int     `json:"batchSize"`
+	RawRowsPerSec float64 `json:"rawRowsPerSec"`
+	// RawBefore and RawAfter are the two raw runs RawRowsPerSec is the mean of; RawInflight2
+	// is raw with two inserts in flight (reference only).
+	RawBefore      float64 `json:"rawBeforeRowsPerSec"`
+	RawAfter       float64 `json:"rawAfterRowsPerSec"`
+	RawInflight2   float64 `json:"rawInflight2RowsPerSec"`
 	ArchiverPerSec float64 `json:"archiverRowsPerSec"`
 	ArchiverOver   float64 `json:"archiverOverRaw"`
 	LagRate        int     `json:"lagRate"`
@@ -85,23 +96,19 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	}
 	events := archiveEvents(p.ArchiveRows, 1000, 1)
 
-	// 1. Raw batch inserts of the same rows.
-	if _, err := chstore.Migrate(ctx, conn, "rawbench"); err != nil {
-		return err
-	}
+	// 1. Raw batch inserts of the same rows, after an untimed warm-up of a tenth of them.
 	rows := make([]chstore.Row, len(events))
 	now := time.Now()
 	for i, ev := range events {
 		rows[i] = chstore.RowOf(uint64(i+1), ev.subject, ev.data, now)
 	}
-	start := time.Now()
-	for lo := 0; lo < len(rows); lo += res.BatchSize {
-		if err := chstore.Insert(ctx, conn, "rawbench", rows[lo:min(lo+res.BatchSize, len(rows))]); err != nil {
-			return err
-		}
+	if _, err := rawInsert(ctx, conn, "rawwarm", rows[:len(rows)/10], res.BatchSize, 1); err != nil {
+		return err
 	}
-	res.RawRowsPerSec = float64(len(rows)) / time.Since(start).Seconds()
-	logf("archive: raw clickhouse-go batch insert %.0f rows/s (ClickHouse %s)", res.RawRowsPerSec, res.ClickHouse)
+	if res.RawBefore, err = rawInsert(ctx, conn, "rawbench", rows, res.BatchSize, 1); err != nil {
+		return err
+	}
+	logf("archive: raw clickhouse-go batch insert %.0f rows/s (ClickHouse %s)", res.RawBefore, res.ClickHouse)
 
 	// 2. The archiver draining a stream holding the same events.
 	ns, err := gatewaytest.StartNATS(filepath.Join(dir, "js"), false)
@@ -146,20 +153,34 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	cfg := archiver.Defaults()
 	cfg.Addrs = []string{ch.Addr()}
 	stopProfile := profile("archive-drain")()
-	start = time.Now()
-	_, stop, err := startArchiver(ctx, cfg, anc, quiet)
+	svc, stop, err := startArchiver(ctx, cfg, anc, quiet)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	select {
+	case <-svc.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	start := time.Now()
 	last := base + uint64(len(events))
 	if err := waitArchived(ctx, stream, last, 10*time.Minute, nil); err != nil {
 		return err
 	}
 	res.ArchiverPerSec = float64(len(events)) / time.Since(start).Seconds()
 	stopProfile()
+	logf("archive: archiver %.0f rows/s", res.ArchiverPerSec)
+	if res.RawAfter, err = rawInsert(ctx, conn, "rawbench2", rows, res.BatchSize, 1); err != nil {
+		return err
+	}
+	res.RawRowsPerSec = (res.RawBefore + res.RawAfter) / 2
 	res.ArchiverOver = res.ArchiverPerSec / res.RawRowsPerSec
-	logf("archive: archiver %.0f rows/s (%.2f of raw)", res.ArchiverPerSec, res.ArchiverOver)
+	if res.RawInflight2, err = rawInsert(ctx, conn, "rawbench3", rows, res.BatchSize, 2); err != nil {
+		return err
+	}
+	logf("archive: raw again %.0f rows/s: archiver %.2f of raw (mean %.0f rows/s); raw with 2 inserts in flight %.0f rows/s (%.2f)",
+		res.RawAfter, res.ArchiverOver, res.RawRowsPerSec, res.RawInflight2, res.ArchiverPerSec/res.RawInflight2)
 
 	// 3. End-to-end lag at a fixed rate: publish time to acknowledged (in ClickHouse).
 	lagEvents := archiveEvents(p.ArchiveLagRate*int(p.ArchiveLagDuration/time.Second), 1000, 2)
@@ -250,15 +271,55 @@ func startArchiver(ctx context.Context, cfg archiver.Config, nc *nats.Conn, log 
 	return svc, func() { once.Do(func() { cancel(); <-done }) }, nil
 }
 
+// rawInsert inserts rows into db's events table (created, empty) in batches of batch rows,
+// inflight inserts at a time, and returns the rows per second.
+func rawInsert(ctx context.Context, conn driver.Conn, db string, rows []chstore.Row, batch, inflight int) (float64, error) {
+	if _, err := chstore.Migrate(ctx, conn, db); err != nil {
+		return 0, err
+	}
+	var (
+		mu      sync.Mutex
+		first   error
+		wg      sync.WaitGroup
+		batches = make(chan []chstore.Row)
+	)
+	start := time.Now()
+	for range inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if err := chstore.Insert(ctx, conn, db, b); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for lo := 0; lo < len(rows); lo += batch {
+		batches <- rows[lo:min(lo+batch, len(rows))]
+	}
+	close(batches)
+	wg.Wait()
+	return float64(len(rows)) / time.Since(start).Seconds(), first
+}
+
 // waitArchived polls the archiver consumer's ack floor until it reaches last; each reading is
 // reported to seen.
 func waitArchived(ctx context.Context, stream jetstream.Stream, last uint64, limit time.Duration, seen func(uint64, time.Time)) error {
 	deadline := time.Now().Add(limit)
+	var cons jetstream.Consumer
 	for {
-		cons, err := stream.Consumer(ctx, schemas.ArchiverConsumer)
-		if err == nil {
+		var err error
+		if cons == nil {
+			cons, err = stream.Consumer(ctx, schemas.ArchiverConsumer)
+		}
+		if cons != nil {
 			var info *jetstream.ConsumerInfo
-			if info, err = cons.Info(ctx); err == nil {
+			if info, err = cons.Info(ctx); err != nil {
+				cons = nil // looked up again: it may have been created again
+			} else {
 				if seen != nil {
 					seen(info.AckFloor.Stream, time.Now())
 				}

@@ -69,3 +69,74 @@ func TestMigrateInsertExisting(t *testing.T) {
 		t.Fatalf("ts_ms = %d, %v", ms, err)
 	}
 }
+
+// Existing finds every stored seq of the rows asked about and nothing else: seqs far apart (runs
+// of their own), seqs of other batches inside the rows' range, a payload time far from
+// JetStream's (the time window covers both) and times a DateTime cannot hold (no window).
+func TestExistingRunsAndTimeWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := chstore.Migrate(ctx, conn, "chat_test"); err != nil {
+		t.Fatal(err)
+	}
+	stored := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	row := func(seq uint64, ts string) chstore.Row {
+		data, _ := json.Marshal(schemas.Event{Type: schemas.TypeMessage, Conv: "g:x", Ts: ts, From: "ann", Mid: "m",
+			MsgType: "text", Msg: "hello"})
+		return chstore.RowOf(seq, "chat.msg.g.x", data, stored)
+	}
+	now := "2026-05-06T07:08:09.5Z"
+	var mine, others []chstore.Row
+	for seq := uint64(100); seq < 200; seq++ {
+		if seq%3 == 0 {
+			others = append(others, row(seq, now)) // another instance's, inside our range
+		} else {
+			mine = append(mine, row(seq, now))
+		}
+	}
+	mine = append(mine,
+		row(5, now),                            // redelivered, far behind
+		row(1_000_000, "2025-01-01T00:00:00Z"), // far ahead, a payload time months before JetStream's
+		row(1_000_001, "2300-01-01T00:00:00Z"), // after the last DateTime
+		row(1_000_002, "1960-01-01T00:00:00Z")) // before the first
+	stored2 := append([]chstore.Row{}, others...)
+	want := map[uint64]bool{}
+	for i, r := range mine {
+		if i%2 == 0 || r.Seq >= 1_000_000 || r.Seq == 5 {
+			stored2 = append(stored2, r)
+			want[r.Seq] = true
+		}
+	}
+	if err := chstore.Insert(ctx, conn, "chat_test", stored2); err != nil {
+		t.Fatal(err)
+	}
+	// The rows in the DateTime range (a window), then the others (none).
+	got := map[uint64]bool{}
+	for _, part := range [][]chstore.Row{mine[:len(mine)-2], mine[len(mine)-2:]} {
+		found, err := chstore.Existing(ctx, conn, "chat_test", part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := range found {
+			got[seq] = true
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Existing found %d seqs, want %d: %v", len(got), len(want), got)
+	}
+	for seq := range want {
+		if !got[seq] {
+			t.Fatalf("Existing missed seq %d", seq)
+		}
+	}
+}
