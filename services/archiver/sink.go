@@ -22,9 +22,11 @@ const (
 	existingChunk = 10_000
 	// readerPause is the first pause after the consumer's iterator failed.
 	readerPause = 100 * time.Millisecond
-	// maxInflightBatches is how many batches are archived at once: while one is in ClickHouse,
-	// the next one is mapped, checked and sent, and the previous one acknowledged (measured: one
-	// at a time left ClickHouse idle a third of the time).
+	// maxInflightBatches is how many batches are stored at once (mapped, checked and inserted):
+	// while one is in ClickHouse, the next one is mapped, checked and sent (measured: one at a
+	// time left ClickHouse idle a third of the time). A stored batch is acknowledged outside this
+	// bound: acknowledging 5000 events (a message each, which the server reads and applies in
+	// turn) took 10-100 ms, during which the slot would keep the next batch from ClickHouse.
 	maxInflightBatches = 2
 )
 
@@ -42,9 +44,9 @@ type pend struct {
 }
 
 // sink runs the collector: it takes the events the reader received, hands batches to archiving
-// goroutines (at most maxInflightBatches at once; their events are disjoint), keeps queued events
-// in progress and measures the lag. It returns when ctx is done (after the batch in hand is
-// finished, within ShutdownTimeout) or NATS is closed.
+// goroutines (at most maxInflightBatches storing at once; their events are disjoint), keeps
+// queued events in progress and measures the lag. It returns when ctx is done (after the batches
+// in hand are finished, within ShutdownTimeout) or NATS is closed.
 func (s *Service) sink(ctx context.Context) error {
 	rd := newReader(s)
 	defer rd.cancel()
@@ -54,10 +56,14 @@ func (s *Service) sink(ctx context.Context) error {
 	defer cancelWork()
 
 	var (
-		queue    []pend
-		qBytes   int
-		inflight []time.Time // the oldest event of each batch in hand
-		done     = make(chan time.Time, maxInflightBatches)
+		queue   []pend
+		qBytes  int
+		storing int         // batches being stored (mapped, checked, inserted)
+		held    []time.Time // the oldest event of each batch in hand, until it is acknowledged
+		release = make(chan struct{})
+		done    = make(chan time.Time)
+		// stopping: no new batch is cut; the loop ends once the reader is done and no batch is
+		// in hand.
 		stopping bool
 		failure  error
 		ctxDone  = ctx.Done()
@@ -68,7 +74,7 @@ func (s *Service) sink(ctx context.Context) error {
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
-		if len(inflight) < maxInflightBatches && !stopping && len(queue) > 0 &&
+		if storing < maxInflightBatches && !stopping && len(queue) > 0 &&
 			(len(queue) >= s.cfg.BatchSize || qBytes >= maxBatchBytes || time.Since(queue[0].arrived) >= s.cfg.BatchWait) {
 			n, size := 0, 0
 			for n < len(queue) && n < s.cfg.BatchSize && (n == 0 || size+queue[n].size <= maxBatchBytes) {
@@ -79,18 +85,19 @@ func (s *Service) sink(ctx context.Context) error {
 			queue = slices.Delete(queue, 0, n)
 			qBytes -= size
 			oldest := oldestStored(batch)
-			inflight = append(inflight, oldest)
+			storing++
+			held = append(held, oldest)
 			go func() {
-				s.archive(work, batch)
+				s.archive(work, batch, func() { release <- struct{}{} })
 				done <- oldest
 			}()
 			continue // another batch may be ready too
 		}
-		if stopping && ended == nil && len(inflight) == 0 {
+		if stopping && ended == nil && len(held) == 0 {
 			break
 		}
 		var wakeC <-chan time.Time
-		if len(inflight) < maxInflightBatches && !stopping && len(queue) > 0 {
+		if storing < maxInflightBatches && !stopping && len(queue) > 0 {
 			wake.Reset(s.cfg.BatchWait - time.Since(queue[0].arrived))
 			wakeC = wake.C
 		}
@@ -105,14 +112,16 @@ func (s *Service) sink(ctx context.Context) error {
 				failure = errors.New("archiver: the consumer stopped: NATS connection closed")
 				stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
 			}
+		case <-release:
+			storing--
 		case t := <-done:
-			if i := slices.Index(inflight, t); i >= 0 {
-				inflight = slices.Delete(inflight, i, i+1)
+			if i := slices.Index(held, t); i >= 0 {
+				held = slices.Delete(held, i, i+1)
 			}
 		case <-wakeC:
 		case <-tick.C:
 			s.renew(queue, false)
-			s.setLag(earliest(append([]time.Time{oldestStored(queue)}, inflight...)...))
+			s.setLag(earliest(append([]time.Time{oldestStored(queue)}, held...)...))
 		case <-ctxDone:
 			stopping, ctxDone, giveUp = true, nil, time.After(s.cfg.ShutdownTimeout)
 			rd.stop()
@@ -213,8 +222,9 @@ func (s *Service) renew(ps []pend, flush bool) error {
 
 // archive stores a batch in ClickHouse and acknowledges it: it inserts the rows ClickHouse does
 // not hold yet, retrying with backoff until it succeeds or ctx ends (shutdown's bound; the batch
-// is then neither acknowledged nor handed back, see the package doc).
-func (s *Service) archive(ctx context.Context, batch []pend) bool {
+// is then neither acknowledged nor handed back, see the package doc). It calls release once
+// ClickHouse is done with the batch (inserted, or given up), before acknowledging it.
+func (s *Service) archive(ctx context.Context, batch []pend, release func()) bool {
 	// In seq order (usually already: one delivery each, in stream order), so that an event
 	// delivered twice (a redelivery while the first copy was in hand) is next to its copy and
 	// becomes one row.
@@ -229,6 +239,33 @@ func (s *Service) archive(ctx context.Context, batch []pend) bool {
 		seqs = append(seqs, p.seq)
 		rows = append(rows, chstore.RowOf(p.seq, p.msg.Subject(), p.msg.Data(), p.stored))
 	}
+	ok := s.store(ctx, batch, rows)
+	release()
+	if !ok {
+		return false
+	}
+	if s.cfg.afterInsert != nil {
+		s.cfg.afterInsert(seqs)
+	}
+	var ackErr error
+	for i := range batch {
+		if err := batch[i].msg.Ack(); err != nil && ackErr == nil {
+			ackErr = err
+		}
+	}
+	if ackErr != nil {
+		// Redelivered later and found archived by the existing check.
+		s.m.errors.WithLabelValues(opAck).Inc()
+		s.log.Warn("acknowledging an archived batch failed; it will be redelivered and skipped", "err", ackErr)
+	}
+	s.m.batches.Inc()
+	s.m.batchSize.Observe(float64(len(batch)))
+	return true
+}
+
+// store inserts the batch's rows ClickHouse does not hold yet, retrying with backoff; false if
+// ctx ended first.
+func (s *Service) store(ctx context.Context, batch []pend, rows []chstore.Row) bool {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			s.m.retries.Inc()
@@ -268,25 +305,8 @@ func (s *Service) archive(ctx context.Context, batch []pend) bool {
 		if attempt > 0 {
 			s.log.Info("batch archived after retries", "events", len(rows), "attempts", attempt+1)
 		}
-		break
+		return true
 	}
-	if s.cfg.afterInsert != nil {
-		s.cfg.afterInsert(seqs)
-	}
-	var ackErr error
-	for i := range batch {
-		if err := batch[i].msg.Ack(); err != nil && ackErr == nil {
-			ackErr = err
-		}
-	}
-	if ackErr != nil {
-		// Redelivered later and found archived by the existing check.
-		s.m.errors.WithLabelValues(opAck).Inc()
-		s.log.Warn("acknowledging an archived batch failed; it will be redelivered and skipped", "err", ackErr)
-	}
-	s.m.batches.Inc()
-	s.m.batchSize.Observe(float64(len(batch)))
-	return true
 }
 
 // pause waits d before the next attempt, keeping the batch in progress meanwhile; false if ctx
