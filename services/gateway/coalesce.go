@@ -18,12 +18,12 @@ const maxCoalesce = 64 * 1024
 // a large fanout, and as much again in the client): held back this long, several go in one write.
 // Only a session that wrote less than shareLinger ago waits, so the first frame after a quiet spell
 // goes at once; direct messages and answers are never held back for company, though one queued
-// while the pump of a streaming session sleeps waits for it. No frame waits longer than this.
+// while the writer of a streaming session sleeps waits for it. No frame waits longer than this.
 const shareLinger = 20 * time.Millisecond
 
 var coalesceBufs = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, maxCoalesce)) }}
 
-// coalescingConn lets a session's write pump gather a burst of WebSocket frames into one write
+// coalescingConn lets a session's writer gather a burst of WebSocket frames into one write
 // system call: between begin and end, writes are buffered (in a pooled buffer, so an idle
 // connection holds none); outside a burst they go straight to the socket. Under load most of a
 // gateway's CPU went to one write per frame.
@@ -113,7 +113,7 @@ func (c *coalescingConn) flushLocked() error {
 	return err
 }
 
-// maxStreamBursts bounds the writes a pump makes in a row while streaming (nextStreamed), about a
+// maxStreamBursts bounds the writes a writer makes in a row while streaming (nextStreamed), about a
 // second's worth, before it looks at its pings and closes again.
 const maxStreamBursts = 50
 
@@ -131,7 +131,7 @@ func (c *coalescingConn) sinceWrite(now time.Time) time.Duration {
 // the session is streaming shared frames (a busy group's messages): f is one, and the session
 // wrote less than shareLinger ago or was streaming already. A lone such frame of a session that
 // wrote less than shareLinger ago is held back until then, so that the frames queued meanwhile go in
-// the same write. The pump sleeps (no timer to allocate); a close waits as long at most.
+// the same write. The writer sleeps (no timer to allocate); a close waits as long at most.
 func (s *session) linger(f outFrame, streaming bool) bool {
 	if f.prep == nil || s.cc == nil {
 		return false
@@ -146,7 +146,7 @@ func (s *session) linger(f outFrame, streaming bool) bool {
 	return true
 }
 
-// nextStreamed is what a streaming session's pump does after a write instead of waiting to be woken
+// nextStreamed is what a streaming session's writer does after a write instead of waiting to be woken
 // by the next frame: it sleeps until shareLinger after the write, then takes the oldest frame queued
 // meanwhile; ok is false if none came (the stream has stopped).
 func (s *session) nextStreamed() (f outFrame, ok bool) {

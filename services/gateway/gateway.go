@@ -105,7 +105,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	gw.attachTypes, _ = attachmentTypeSet(cfg.AttachmentTypes) // checked by Validate
 	gw.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
+		// Client frames are small (a message is a few hundred bytes); a larger one is read past
+		// the buffer. Every connection holds its read buffer, idle or not.
+		ReadBufferSize:  512,
 		WriteBufferSize: 1024,
 		// Write buffers are pooled: an idle connection holds none.
 		WriteBufferPool: &sync.Pool{},

@@ -301,7 +301,7 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // runSession runs an upgraded session until its socket closes: the read pump on this goroutine,
-// the write pump on another.
+// the writer on another while it has work.
 func (gw *Gateway) runSession(s *session) {
 	defer gw.book.untrack(s.user)
 	defer gw.sessions.Done()
@@ -310,12 +310,9 @@ func (gw *Gateway) runSession(s *session) {
 		gw.metrics.connections.Dec()
 		gw.reportConn(s, schemas.ConnDisconnect)
 	}()
-	hold := time.AfterFunc(gw.cfg.SyncGrace, s.releaseHold)
-	defer hold.Stop()
-	if t := s.expire(); t != nil {
-		defer t.Stop()
-	}
-	go s.writePump()
+	// Not stopped, so that once it has fired it is garbage (a release after the end is harmless).
+	time.AfterFunc(gw.cfg.SyncGrace, s.releaseHold)
+	s.startWriter()
 	s.readPump()
 	<-s.done
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"golang.org/x/time/rate"
 )
 
 // The gateway's side of presence: it reports every connection's lifecycle to the presence service,
@@ -381,6 +382,9 @@ func (gw *Gateway) cmdTyping(ctx context.Context, s *session, f *schemas.ClientF
 		return err
 	} else if !member {
 		return errForbidden
+	}
+	if s.typing == nil { // made on first use: most sessions never type
+		s.typing = rate.NewLimiter(rate.Limit(gw.cfg.TypingRate), 3)
 	}
 	if !s.typing.Allow() {
 		return nil

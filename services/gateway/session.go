@@ -33,7 +33,8 @@ const (
 )
 
 // session is one authenticated client connection: a read pump that handles frames in order and a
-// write pump that owns the socket's writes, joined by a bounded queue.
+// writer that owns the socket's writes and runs only while it has work, joined by a bounded
+// queue.
 type session struct {
 	gw      *Gateway
 	conn    *websocket.Conn
@@ -42,9 +43,11 @@ type session struct {
 	expires time.Time
 
 	send     *frameQueue // frames to write, at most SendQueue (sendqueue.go)
+	timer    *time.Timer // pings and the token's expiry (tick)
+	pingDue  atomic.Bool
 	closing  chan struct{}
 	readDone chan struct{} // closed when the read pump has returned
-	done     chan struct{} // closed when the write pump has returned
+	done     chan struct{} // closed when the writer has closed the socket
 	once     sync.Once
 	// Set before closing is closed: the close frame to send, and whether queued frames go first.
 	closeCode   int
@@ -67,7 +70,7 @@ type session struct {
 	idle   *atomic.Bool  // reported idle by the client (shared by the polls of one long-poll client)
 	live   atomic.Bool   // reported connected to the presence service (heartbeats go out)
 	hbSlot int           // which tick of the heartbeat interval reports this connection
-	typing *rate.Limiter // typing notices relayed
+	typing *rate.Limiter // typing notices relayed; made on first use (read pump only)
 
 	// lastStored is the highest seq stored for one of this session's commands (for the minimum
 	// seq of a conversations request).
@@ -78,7 +81,7 @@ type session struct {
 
 	limiter  *rate.Limiter
 	strikes  int
-	badness  *rate.Limiter
+	badness  *rate.Limiter // bad frames; made on first use (read pump only)
 	acks     chan struct{} // semaphore: messages awaiting storage
 	inflight sync.WaitGroup
 
@@ -102,13 +105,11 @@ func newSession(gw *Gateway, conn *websocket.Conn, user string, expires time.Tim
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(c.RateLimit), c.RateBurst),
-		badness:  rate.NewLimiter(rate.Every(time.Minute/badFramePerMinute), badFrameBurst),
 		acks:     make(chan struct{}, c.MaxPendingAcks),
 		hold:     true,
 		connID:   newConnID(),
 		hbSlot:   rand.IntN(heartbeatSlots),
 		client:   truncateRunes(client, 128),
-		typing:   rate.NewLimiter(rate.Limit(c.TypingRate), 3),
 		idle:     new(atomic.Bool),
 	}
 }
@@ -132,7 +133,7 @@ func (s *session) stopReading() bool {
 	return true
 }
 
-// close asks the write pump to send a close frame and shut the socket. drain: the frames already
+// close asks the writer to send a close frame and shut the socket. drain: the frames already
 // queued go out first (a clean close); otherwise they are dropped (a reader too slow for them).
 func (s *session) close(code int, reason string, drain bool) {
 	s.once.Do(func() {
@@ -142,6 +143,7 @@ func (s *session) close(code int, reason string, drain bool) {
 		}
 		close(s.closing)
 	})
+	s.send.wake() // the writer sends the close
 }
 
 func (s *session) closed() bool {
@@ -277,62 +279,107 @@ func (s *session) flushPendingLocked() {
 	s.pending = nil
 }
 
-// writePump owns all writes to the socket.
-func (s *session) writePump() {
-	ping := time.NewTicker(s.gw.cfg.PingInterval)
-	defer func() {
-		ping.Stop()
-		_ = s.conn.Close()
-		close(s.done)
-	}()
+// startWriter lets the session write: its writer (writeLoop) runs on a goroutine of its own
+// whenever there is something to write (a frame, a ping, the close) and returns when there is
+// not, so an idle connection holds one goroutine (the read pump), not two. The writer alone
+// writes to the socket, and at most one runs at a time (frameQueue.wake). s.done is closed once
+// the writer has closed the socket.
+func (s *session) startWriter() {
+	s.timer = time.AfterFunc(s.untilTick(), s.tick)
+	s.send.start(s.writeLoop)
+}
+
+// tick runs on the session's one timer (an idle connection pays for each): it asks the writer
+// for a ping every PingInterval, and closes the session when its token expires.
+func (s *session) tick() {
+	if s.closed() {
+		return
+	}
+	if !s.expires.IsZero() && !time.Now().Before(s.expires) {
+		s.replyErr("", schemas.Errorf(schemas.CodeUnauthorized, "token expired: log in again"))
+		s.close(closePolicy, "token expired", true)
+		return
+	}
+	s.pingDue.Store(true)
+	s.send.wake()
+	s.timer.Reset(s.untilTick())
+}
+
+// untilTick is the time to the next tick: the next ping, or the token's expiry if sooner.
+func (s *session) untilTick() time.Duration {
+	d := s.gw.cfg.PingInterval
+	if !s.expires.IsZero() {
+		d = min(d, time.Until(s.expires))
+	}
+	return d
+}
+
+// writeLoop writes what there is to write, and returns when there is nothing (park) or the
+// session has closed.
+func (s *session) writeLoop() {
 	for {
-		select {
-		case <-s.send.ready:
-			f, ok := s.send.pop()
-			if !ok {
-				continue // woken for frames an earlier burst wrote
-			}
-			// A busy group's frames go a few per write (coalesce.go): a lone one waits a moment
-			// for company, and while they keep coming the pump sleeps between writes rather than
-			// wake for each (a bounded number of times: then pings and closes get their turn).
-			streaming := false
-			for bursts := 0; ; bursts++ {
-				streaming = s.linger(f, streaming)
-				if s.closed() && !s.drain {
-					// select picks at random among ready cases: a close that dropped a frame must
-					// stop the frames queued behind it too.
-					s.finishClose()
-					return
-				}
-				if err := s.writeBurst(f); err != nil {
-					s.close(0, "", false)
-					return
-				}
-				if !streaming || bursts >= maxStreamBursts {
-					break
-				}
-				if f, ok = s.nextStreamed(); !ok {
-					break
-				}
-			}
-		case <-ping.C:
+		switch {
+		case s.closed():
+			s.shut()
+			return
+		case s.pingDue.Swap(false):
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				s.close(0, "", false)
+			}
+		default:
+			f, ok := s.send.pop()
+			if ok {
+				s.writeFrames(f)
+			} else if s.send.park(s.writerWanted) {
 				return
 			}
-		case <-s.closing:
-			if s.drain {
-				for n := s.send.len(); n > 0; n-- {
-					f, _ := s.send.pop() // only this pump takes frames: n are there
-					if err := s.write(f); err != nil {
-						return
-					}
-				}
-			}
-			s.finishClose()
+		}
+	}
+}
+
+// writerWanted reports work for the writer other than queued frames.
+func (s *session) writerWanted() bool { return s.closed() || s.pingDue.Load() }
+
+// writeFrames writes f and the frames behind it. A busy group's frames go a few per write
+// (coalesce.go): a lone one waits a moment for company, and while they keep coming the writer
+// sleeps between writes rather than wake for each (a bounded number of times: then pings and
+// closes get their turn).
+func (s *session) writeFrames(f outFrame) {
+	streaming := false
+	for bursts := 0; ; bursts++ {
+		streaming = s.linger(f, streaming)
+		if s.closed() && !s.drain {
+			return // the close drops f and the frames behind it
+		}
+		if err := s.writeBurst(f); err != nil {
+			s.close(0, "", false)
+			return
+		}
+		if !streaming || bursts >= maxStreamBursts {
+			return
+		}
+		var ok bool
+		if f, ok = s.nextStreamed(); !ok {
 			return
 		}
 	}
+}
+
+// shut ends a closed session's writes: the queued frames go first for a clean close (drain),
+// then the close frame, and the socket is closed.
+func (s *session) shut() {
+	s.timer.Stop()
+	if s.drain {
+		for n := s.send.len(); n > 0; n-- {
+			f, _ := s.send.pop() // only the writer takes frames: n are there
+			if err := s.write(f); err != nil {
+				break
+			}
+		}
+	}
+	s.finishClose()
+	_ = s.conn.Close()
+	close(s.done)
 }
 
 // finishClose sends the close frame of a session closed with a code.
@@ -353,7 +400,7 @@ func (s *session) writeBurst(f outFrame) error {
 	s.cc.begin()
 	err := s.write(f)
 	for ; n > 0 && err == nil; n-- {
-		next, _ := s.send.pop() // only this pump takes frames: n are there
+		next, _ := s.send.pop() // only the writer takes frames: n are there
 		err = s.write(next)
 	}
 	if endErr := s.cc.end(); err == nil {
@@ -405,6 +452,9 @@ func (s *session) readPump() {
 // badFrame answers a malformed frame; a session that keeps sending them is closed (1008).
 func (s *session) badFrame(id, msg string) {
 	s.replyErr(id, schemas.Errorf(schemas.CodeBadRequest, msg))
+	if s.badness == nil { // made on first use: most sessions never send a bad frame
+		s.badness = rate.NewLimiter(rate.Every(time.Minute/badFramePerMinute), badFrameBurst)
+	}
 	if !s.badness.Allow() {
 		s.close(closePolicy, "too many bad frames", true)
 	}
@@ -476,20 +526,4 @@ func (s *session) handle(data []byte) {
 	if err := s.gw.dispatch(ctx, s, f); err != nil {
 		s.replyErr(f.ID, err)
 	}
-}
-
-// expire closes the session when its token expires: a timer rather than a goroutine, which an
-// idle connection would pay for with a stack. The caller stops it when the session ends; nil for
-// a token without expiry.
-func (s *session) expire() *time.Timer {
-	if s.expires.IsZero() {
-		return nil
-	}
-	return time.AfterFunc(time.Until(s.expires), func() {
-		if s.closed() {
-			return
-		}
-		s.replyErr("", schemas.Errorf(schemas.CodeUnauthorized, "token expired: log in again"))
-		s.close(closePolicy, "token expired", true)
-	})
 }
