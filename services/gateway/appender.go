@@ -104,10 +104,11 @@ type appendReq struct {
 // are on the wire at once; while they are being stored the next batch gathers, so a lone message
 // goes out at once (low latency under light load) and batches grow with load (throughput).
 // Batches too small for an atomic batch to pay go out as pipelined single publishes, bounded by a
-// window of maxInflight*maxBatch unanswered messages that every answer opens by one: a batch's
-// slot is free once it is sent, so the publisher keeps streaming rather than wait for a batch's
-// last answer (stop and go, which at 20k messages/s fell into batches of 1000 taking 150 ms
-// each at half the rate and half the CPU).
+// window of maxInflight*maxBatch unanswered messages that every answer opens by one. Without
+// atomic batching (atomicMin 0: fsync off, where an atomic batch does not pay) a batch's slot is
+// free once it is sent, so the publisher keeps streaming rather than wait for a batch's last
+// answer (stop and go, which at 20k messages/s fell into batches of 1000 taking 150 ms each at
+// half the rate and half the CPU).
 // One connection and one publisher keep batches in order: a session's messages are stored in the
 // order it sent them.
 type appender struct {
@@ -143,6 +144,7 @@ type batch struct {
 	answered []bool // pipelined: which answers are in
 	left     int    // pipelined: answers still expected
 	held     int    // pipelined: window tokens held (published and unanswered)
+	slot     bool   // holds its slot until answered (atomic, or any batch when atomic batching is on)
 	sent     time.Time
 }
 
@@ -227,7 +229,9 @@ func (a *appender) close() {
 }
 
 func (a *appender) send(reqs []*appendReq) {
-	b := &batch{reqs: reqs, atomic: a.atomicMin > 0 && len(reqs) >= a.atomicMin, sent: time.Now()}
+	// With atomic batching on, a pipelined batch keeps its slot until answered too: the next batch
+	// gathers meanwhile, and grows into an atomic one (one fsync) under load.
+	b := &batch{reqs: reqs, atomic: a.atomicMin > 0 && len(reqs) >= a.atomicMin, slot: a.atomicMin > 0, sent: time.Now()}
 	if !b.atomic {
 		b.answered, b.left = make([]bool, len(reqs)), len(reqs)
 	}
@@ -255,7 +259,9 @@ func (a *appender) send(reqs []*appendReq) {
 			}
 		}
 	} else {
-		<-a.slots // the window bounds what is in flight
+		if !b.slot {
+			<-a.slots // the window bounds what is in flight
+		}
 		for i, r := range reqs {
 			a.window <- struct{}{}
 			a.mu.Lock()
@@ -297,7 +303,7 @@ func newMsg(m outMsg, reply string) *nats.Msg {
 	return msg
 }
 
-// take removes a batch from the pending set, frees its slot (atomic) or its window tokens
+// take removes a batch from the pending set, frees its slot (if it holds one) and window tokens
 // (pipelined) and returns the requests still unanswered; nil if it was already taken.
 func (a *appender) take(id uint64) (*batch, []*appendReq) {
 	a.mu.Lock()
@@ -311,8 +317,10 @@ func (a *appender) take(id uint64) (*batch, []*appendReq) {
 	if b == nil {
 		return nil, nil
 	}
-	if b.atomic {
+	if b.slot {
 		<-a.slots
+	}
+	if b.atomic {
 		return b, b.reqs
 	}
 	for ; held > 0; held-- {
@@ -341,6 +349,9 @@ func (a *appender) answerOne(id uint64, i int) (*appendReq, bool) {
 	<-a.window
 	if b.left--; b.left == 0 {
 		delete(a.pending, id)
+		if b.slot {
+			<-a.slots
+		}
 	}
 	return b.reqs[i], true
 }
