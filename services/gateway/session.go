@@ -143,7 +143,9 @@ func (s *session) close(code int, reason string, drain bool) {
 		}
 		close(s.closing)
 	})
-	s.send.wake() // the writer sends the close
+	if s.send != nil { // nil for the session of a long poll
+		s.send.wake() // the writer sends the close
+	}
 }
 
 func (s *session) closed() bool {
