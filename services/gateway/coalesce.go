@@ -153,12 +153,6 @@ func (s *session) nextStreamed() (f outFrame, ok bool) {
 	if d := shareLinger - s.cc.sinceWrite(time.Now()); d > 0 {
 		time.Sleep(d)
 	}
-	// Take the wake-up the frames queued meanwhile left before looking at the queue, not after:
-	// one queued after this look leaves a new one, so none is missed.
-	select {
-	case <-s.send.ready:
-	default:
-	}
 	return s.send.pop()
 }
 

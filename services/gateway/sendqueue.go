@@ -15,8 +15,7 @@ const keptQueueSlots = 8
 // connection, idle or not (most of an idle connection's memory); the ring here grows with a
 // backlog and shrinks once it is written.
 type frameQueue struct {
-	max   int
-	ready chan struct{} // capacity 1: a frame was queued since the writer last looked
+	max int
 
 	mu   sync.Mutex
 	ring []outFrame    // its length is a power of two, or 0
@@ -31,7 +30,7 @@ type frameQueue struct {
 }
 
 func newFrameQueue(max int) *frameQueue {
-	return &frameQueue{max: max, ready: make(chan struct{}, 1)}
+	return &frameQueue{max: max}
 }
 
 // push queues f unless max frames are queued already; it never blocks.
@@ -106,13 +105,9 @@ func (q *frameQueue) start(writer func()) {
 	q.wake()
 }
 
-// wake tells the writer there is work: it starts one if none runs, and wakes one that waits for
-// frames (ready).
+// wake tells the writer there is work: it starts one if none runs (one that runs looks at the
+// queue again before it returns: park).
 func (q *frameQueue) wake() {
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 	q.mu.Lock()
 	if q.writer == nil || q.running {
 		q.mu.Unlock()

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -109,22 +110,44 @@ func TestFrameQueuePushWait(t *testing.T) {
 	}
 }
 
-// Every push leaves a wake-up for the writer: frames are never stranded.
-func TestFrameQueueSignals(t *testing.T) {
+// A push starts the writer once it may run and none runs; a writer that parks with nothing queued
+// leaves the next push to start another: frames are never stranded, and at most one writer runs.
+func TestFrameQueueStartsWriter(t *testing.T) {
 	q := newFrameQueue(16)
+	var starts atomic.Int32
+	writer := func() { starts.Add(1) } // counts; the test plays the writer's part itself
 	q.push(frameN(0))
+	if n := starts.Load(); n != 0 {
+		t.Fatalf("%d writers started before start", n)
+	}
+	q.start(writer)
+	waitStarts := func(want int32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for starts.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("writers started: %d, want %d", starts.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitStarts(1) // the frame queued before start
 	q.push(frameN(1))
-	select {
-	case <-q.ready:
-	default:
-		t.Fatal("no wake-up after a push")
+	if q.park(func() bool { return false }) {
+		t.Fatal("the writer parked with frames queued")
 	}
 	q.pop()
 	q.pop()
+	if q.park(func() bool { return true }) {
+		t.Fatal("the writer parked with other work")
+	}
+	if !q.park(func() bool { return false }) {
+		t.Fatal("the writer did not park with nothing to do")
+	}
 	q.push(frameN(2))
-	select {
-	case <-q.ready:
-	default:
-		t.Fatal("no wake-up after a push to an emptied queue")
+	q.push(frameN(3))
+	waitStarts(2) // one more, not one per push
+	if n := starts.Load(); n != 2 {
+		t.Fatalf("writers started: %d, want 2", n)
 	}
 }
