@@ -515,7 +515,9 @@ func TestSyncFromTheArchive(t *testing.T) {
 // The boundary moves while a read is under way (the archiver purges): the events purged under
 // the read come from the archive, nothing is lost or repeated.
 func TestArchiveBoundaryMovesDuringARead(t *testing.T) {
-	s := newArchScene(t, nil)
+	// Every read from the stream, where a purge can take events from under it (the recent past
+	// held in memory is not purged).
+	s := newArchScene(t, func(c *gateway.Config) { c.RecentEvents = 0 })
 	ref := s.historyRef(t, s.ben, "g:team")
 	syncRef := s.syncRef(t, s.ben)
 	d := startArchive(t, s.e)

@@ -69,6 +69,9 @@ type Config struct {
 	// each holds a short-lived JetStream consumer, and a stream allows a limited number (1,000 by
 	// default); a storm of reconnects queues here instead of failing.
 	LogReaders int
+	// RecentEvents is how many of the newest conversation events the gateway keeps in memory to
+	// answer syncs and history of the recent past without JetStream (recent.go); 0: none.
+	RecentEvents int
 
 	// PollDisconnectAfter: a long-poll client that sends no poll for this long after its last
 	// poll ended counts as disconnected (presence).
@@ -134,6 +137,8 @@ func (c *Config) Bind(f *platform.Flags) {
 	f.Int(&c.MaxContacts, "max-contacts", "CHAT_MAX_CONTACTS", 1000, "most contacts per user")
 	f.Int(&c.LogReaders, "log-readers", "CHAT_LOG_READERS", 64,
 		"log reads (sync, long-poll, history) at once; each holds a JetStream consumer while it runs")
+	f.Int(&c.RecentEvents, "recent-events", "CHAT_RECENT_EVENTS", 20000,
+		"newest conversation events kept in memory for syncs and history of the recent past (0: none)")
 	f.Duration(&c.PollDisconnectAfter, "poll-disconnect-after", "CHAT_POLL_DISCONNECT_AFTER", 15*time.Second,
 		"a long-poll client with no poll for this long after its last one counts as disconnected (presence)")
 	f.Int(&c.PollMaxClients, "poll-max-clients", "CHAT_POLL_MAX_CLIENTS", 100000, "long-poll clients tracked per gateway at once")
@@ -152,7 +157,7 @@ func Defaults() Config {
 		PingInterval: 25 * time.Second, AuthTimeout: 10 * time.Second, SyncGrace: 500 * time.Millisecond,
 		PresenceHeartbeat: schemas.PresenceHeartbeat, TypingRate: 1,
 		BatchMax: 1000, BatchInflight: 2, BatchAtomicMin: 8, AppendTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
-		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000, LogReaders: 64,
+		UnreadTimeout: 3 * time.Second, ArchiveTimeout: 5 * time.Second, MaxContacts: 1000, LogReaders: 64, RecentEvents: 20000,
 		PollDisconnectAfter: 15 * time.Second, PollMaxClients: 100000, PollMaxEvents: 500,
 		AttachmentMaxBytes: 10 << 20, AttachmentTypes: strings.Split(DefaultAttachmentTypes, ","),
 	}
@@ -166,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogReaders < 1 {
 		errs = append(errs, errors.New("log-readers must be at least 1"))
+	}
+	if c.RecentEvents < 0 || c.RecentEvents > 10_000_000 {
+		errs = append(errs, fmt.Errorf("recent-events %d: between 0 and 10000000", c.RecentEvents))
 	}
 	if c.SendQueue < 16 {
 		errs = append(errs, fmt.Errorf("send-queue %d: at least 16", c.SendQueue))

@@ -82,6 +82,8 @@ type Gateway struct {
 	testAfterBoundary testHook
 	// logReaders holds a token per log read running (cfg.LogReaders).
 	logReaders chan struct{}
+	// recent is the newest stretch of the log, kept by the live feed for reads (recent.go).
+	recent *recentLog
 	// gets carries the direct gets of log reads (directread.go).
 	gets *platform.DirectGets
 }
@@ -102,6 +104,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		metrics: newMetrics(deps.Ops.Registry), nc: deps.NATS, hub: newHub(), ready: make(chan struct{}),
 		peerCache: peerCache{entries: map[string]peerEntry{}},
 		stopping:  make(chan struct{}), polls: newPollTable(), logReaders: make(chan struct{}, cfg.LogReaders),
+		recent: newRecentLog(cfg.RecentEvents),
 	}
 	gw.attachTypes, _ = attachmentTypeSet(cfg.AttachmentTypes) // checked by Validate
 	gw.upgrader = websocket.Upgrader{

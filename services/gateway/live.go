@@ -88,6 +88,7 @@ func (lf *liveFeed) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("live feed: stream info: %w", err)
 	}
+	lf.gw.recent.reset(info.State.LastSeq)
 	cons, err := lf.gw.stream.OrderedConsumer(ctx, schemas.LiveConsumerConfig(info.State.LastSeq+1))
 	if err != nil {
 		return fmt.Errorf("live feed: consumer: %w", err)
@@ -128,9 +129,15 @@ func (lf *liveFeed) handle(ctx context.Context, subject string, data []byte, seq
 	switch kind {
 	case schemas.TypeMessage, schemas.TypeMember, schemas.TypeContact:
 	default:
+		lf.gw.recent.add(subject, seq, nil)
 		return
 	}
 	e, err := schemas.DecodeEvent(data)
+	if err == nil && kind != schemas.TypeContact {
+		lf.gw.recent.add(subject, seq, &e) // as a read of the log would see it
+	} else {
+		lf.gw.recent.add(subject, seq, nil)
+	}
 	if err != nil || e.Type != kind {
 		lf.gw.log.Error("live feed: undecodable event", "seq", seq, "subject", subject, "type", e.Type, "err", err)
 		return

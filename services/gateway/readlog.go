@@ -48,6 +48,21 @@ func (gw *Gateway) readBatches(ctx context.Context, filters []string, from, to u
 	if len(filters) == 0 || from > to {
 		return nil
 	}
+	// The recent past from memory (recent.go), the rest (events the live feed has not read yet,
+	// usually none) from the stream.
+	if evs, next, ok := gw.recent.read(filters, from, to); ok {
+		for len(evs) > 0 {
+			n := min(len(evs), directReadBatch)
+			if !fn(evs[:n]) {
+				return nil
+			}
+			evs = evs[n:]
+		}
+		if next > to {
+			return nil
+		}
+		from = max(from, next)
+	}
 	if int64(len(filters)) <= directReadMaxSubjects.Load() {
 		return gw.readDirect(ctx, filters, from, to, fn)
 	}
@@ -476,6 +491,9 @@ func (gw *Gateway) readSince(ctx context.Context, user string, after, lo, hi uin
 	// not yet sent (events purged under the read are read from the archive, before the batch).
 	var runErr error
 	check := func() error {
+		if r.next > head || gw.recent.holds(r.next, head) {
+			return nil // nothing left to read from the stream, so nothing a purge could take
+		}
 		f, err := gw.freshFirst(ctx)
 		if err != nil {
 			return err
