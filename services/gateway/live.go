@@ -113,6 +113,7 @@ func (lf *liveFeed) run(ctx context.Context) error {
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
+			lf.gw.recent.skipped()
 			continue
 		}
 		lf.gw.metrics.liveEvents.Inc()

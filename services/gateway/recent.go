@@ -29,6 +29,9 @@ type recentLog struct {
 	bySubject map[string][]logEvent
 	order     []string
 	head, n   int
+	// lost: the feed skipped an event without knowing its seq; the log holds nothing until the
+	// next event, and only from there on.
+	lost bool
 }
 
 // recentLogOff makes gateways started from now on keep no recent log, so that their reads go to
@@ -46,9 +49,22 @@ func newRecentLog(max int) *recentLog {
 func (r *recentLog) reset(pos uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pos, r.floor = pos, pos
+	r.resetLocked(pos)
+}
+
+func (r *recentLog) resetLocked(pos uint64) {
+	r.pos, r.floor, r.lost = pos, pos, false
 	clear(r.bySubject)
 	r.order, r.head, r.n = nil, 0, 0
+}
+
+// skipped records that the feed passed over an event it could not place (no metadata): the log
+// starts again after the next event's predecessor.
+func (r *recentLog) skipped() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resetLocked(r.pos)
+	r.lost = true
 }
 
 // add records the event at seq on subject: a conversation event (message or membership) when e is
@@ -58,6 +74,9 @@ func (r *recentLog) add(subject string, seq uint64, e *schemas.Event) {
 	defer r.mu.Unlock()
 	if seq <= r.pos {
 		return // read again (the feed resumed from an earlier point): held already
+	}
+	if r.lost {
+		r.resetLocked(seq - 1)
 	}
 	r.pos = seq
 	if r.max <= 0 {

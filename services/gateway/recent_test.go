@@ -69,6 +69,21 @@ func TestRecentLogWindow(t *testing.T) {
 	}
 }
 
+// An event the feed could not place empties the log: it holds again from the next event on.
+func TestRecentLogAfterASkip(t *testing.T) {
+	r := newRecentLog(8)
+	r.reset(0)
+	r.add("a", 1, &schemas.Event{Type: schemas.TypeMessage})
+	r.skipped() // seq 2, unknown
+	r.add("a", 3, &schemas.Event{Type: schemas.TypeMessage})
+	if _, _, ok := r.read([]string{"a"}, 1, 3); ok {
+		t.Fatal("a read across the skipped event answered from memory")
+	}
+	if evs, next, ok := r.read([]string{"a"}, 3, 3); !ok || !slices.Equal(seqsOf(evs), []uint64{3}) || next != 4 {
+		t.Fatalf("read [3, 3]: %v next %d ok %v", seqsOf(evs), next, ok)
+	}
+}
+
 // With no room (recent-events 0) the log holds nothing and answers no read.
 func TestRecentLogOff(t *testing.T) {
 	r := newRecentLog(0)
