@@ -2,6 +2,7 @@ package platform
 
 import (
 	"flag"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -38,5 +39,37 @@ func TestFlagsReportUnparsableEnv(t *testing.T) {
 	f.Duration(&d, "d", "CHAT_T_BAD", time.Second, "")
 	if f.Err() == nil || d != time.Second {
 		t.Fatalf("err %v, d %s", f.Err(), d)
+	}
+}
+
+// The collector's target: CHAT_GC_PERCENT (or its flag) applies unless GOGC is set; a bad value is
+// a configuration error.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	t.Setenv("CHAT_GC_PERCENT", "250")
+	if err := ParseFlags("t", nil, func(*Flags) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetGCPercent(100); got != 250 {
+		t.Fatalf("GC percent %d after CHAT_GC_PERCENT=250, want 250", got)
+	}
+	if err := ParseFlags("t", []string{"-gc-percent", "-1"}, func(*Flags) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetGCPercent(100); got != -1 {
+		t.Fatalf("GC percent %d after -gc-percent -1, want -1 (off)", got)
+	}
+	t.Setenv("GOGC", "150")
+	if err := ParseFlags("t", nil, func(*Flags) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GC percent changed to %d with GOGC set: GOGC must win", got)
+	}
+	for _, bad := range []string{"0", "-2"} {
+		if err := ParseFlags("t", []string{"-gc-percent", bad}, func(*Flags) {}); err == nil {
+			t.Fatalf("-gc-percent %s accepted", bad)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ type params struct {
 	// The gateway's group commit: events per batch and batches in flight (0: its defaults).
 	GatewayBatchMax      int `json:"gatewayBatchMax"`
 	GatewayBatchInflight int `json:"gatewayBatchInflight"`
+	// ChatdEnv is more environment for the chatd of the gateway phases (KEY=VALUE), for
+	// experiments with its settings; recorded in the results.
+	ChatdEnv []string `json:"chatdEnv,omitempty"`
 
 	// PayloadBytes is the size of one stored event, recorded for the reader of the results.
 	PayloadBytes int `json:"payloadBytes"`
@@ -153,6 +157,7 @@ func main() {
 	window := flag.Int("window", 0, "unacknowledged messages per sender in the closed loop (0: default 128)")
 	openRates := flag.String("open-rates", "", "the open-loop ladder: total messages/s, comma-separated (default 1000,2000,5000,...,80000)")
 	batchMax := flag.Int("gateway-batch-max", 0, "the gateway's group-commit batch size (0: its default)")
+	chatdEnv := flag.String("chatd-env", "", "more environment for the chatd of the gateway phases: KEY=VALUE pairs, comma-separated (e.g. GOGC=200)")
 	batchInflight := flag.Int("gateway-batch-inflight", 0, "the gateway's group-commit batches in flight (0: its default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of chatd over each closed-loop gateway window to <file>-fsync-<on|off>, and of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>, and of the archiver draining the stream to <file>-archive-drain")
 	execTrace := flag.String("trace", "", "write an execution trace of the presence connects and heartbeat window to <file>-presence-<connect|heartbeats>")
@@ -205,6 +210,15 @@ func main() {
 	}
 	setIf(&p.GatewayBatchMax, *batchMax)
 	setIf(&p.GatewayBatchInflight, *batchInflight)
+	for kv := range strings.SplitSeq(*chatdEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			log.Fatalf("-chatd-env: %q is not KEY=VALUE", kv)
+		}
+		p.ChatdEnv = append(p.ChatdEnv, kv)
+	}
 	settings, err := parseFsync(*fsyncs)
 	if err != nil {
 		log.Fatal(err)
@@ -310,7 +324,7 @@ func onOff(b bool) string {
 // and the remaining phases still run.
 func runSetting(p params, fsync bool, cpuProfile string) settingResult {
 	res := settingResult{Fsync: fsync}
-	var env []string
+	env := slices.Clone(p.ChatdEnv)
 	if p.GatewayBatchMax > 0 {
 		env = append(env, "CHAT_BATCH_MAX="+strconv.Itoa(p.GatewayBatchMax))
 	}
