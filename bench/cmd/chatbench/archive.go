@@ -53,13 +53,17 @@ type archiveResult struct {
 	RawAfter       float64 `json:"rawAfterRowsPerSec"`
 	RawInflight2   float64 `json:"rawInflight2RowsPerSec"`
 	ArchiverPerSec float64 `json:"archiverRowsPerSec"`
-	ArchiverOver   float64 `json:"archiverOverRaw"`
-	LagRate        int     `json:"lagRate"`
-	Lag            latency `json:"lag"`
-	HistoryRows    int     `json:"historyRows"`
-	HistoryConvs   int     `json:"historyConvs"`
-	History        latency `json:"history"`
-	Error          string  `json:"error,omitempty"`
+	// RawCPU and ArchiverCPU split the CPU time per row of the first raw run and of the drain
+	// between the ClickHouse server and this process (the client; the archiver and its nats-server).
+	RawCPU       cpuPerRow `json:"rawCpuPerRow"`
+	ArchiverCPU  cpuPerRow `json:"archiverCpuPerRow"`
+	ArchiverOver float64   `json:"archiverOverRaw"`
+	LagRate      int       `json:"lagRate"`
+	Lag          latency   `json:"lag"`
+	HistoryRows  int       `json:"historyRows"`
+	HistoryConvs int       `json:"historyConvs"`
+	History      latency   `json:"history"`
+	Error        string    `json:"error,omitempty"`
 }
 
 func runArchive(p params, profile func(name string) func() func()) *archiveResult {
@@ -105,10 +109,13 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	if _, err := rawInsert(ctx, conn, "rawwarm", rows[:len(rows)/10], res.BatchSize, 1); err != nil {
 		return err
 	}
+	split := startCPUSplit(ch.Pid())
 	if res.RawBefore, err = rawInsert(ctx, conn, "rawbench", rows, res.BatchSize, 1); err != nil {
 		return err
 	}
-	logf("archive: raw clickhouse-go batch insert %.0f rows/s (ClickHouse %s)", res.RawBefore, res.ClickHouse)
+	res.RawCPU = split.perRow(len(rows))
+	logf("archive: raw clickhouse-go batch insert %.0f rows/s (ClickHouse %s), CPU per row: ClickHouse %.1f µs, client %.1f µs",
+		res.RawBefore, res.ClickHouse, res.RawCPU.ClickHouseMicros, res.RawCPU.ClientMicros)
 
 	// 2. The archiver draining a stream holding the same events.
 	ns, err := gatewaytest.StartNATS(filepath.Join(dir, "js"), false)
@@ -163,14 +170,16 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	start := time.Now()
+	start, split := time.Now(), startCPUSplit(ch.Pid())
 	last := base + uint64(len(events))
 	if err := waitArchived(ctx, stream, last, 10*time.Minute, nil); err != nil {
 		return err
 	}
 	res.ArchiverPerSec = float64(len(events)) / time.Since(start).Seconds()
+	res.ArchiverCPU = split.perRow(len(events))
 	stopProfile()
-	logf("archive: archiver %.0f rows/s", res.ArchiverPerSec)
+	logf("archive: archiver %.0f rows/s, CPU per row: ClickHouse %.1f µs, archiver and nats-server %.1f µs",
+		res.ArchiverPerSec, res.ArchiverCPU.ClickHouseMicros, res.ArchiverCPU.ClientMicros)
 	if res.RawAfter, err = rawInsert(ctx, conn, "rawbench2", rows, res.BatchSize, 1); err != nil {
 		return err
 	}
@@ -251,6 +260,27 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 	logf("archive: history, newest 50 of a random conversation of %d rows: p50 %.1f ms, p99 %.1f ms",
 		p.HistoryRows, res.History.P50, res.History.P99)
 	return nil
+}
+
+// cpuPerRow is the CPU time a phase cost per row, on the ClickHouse server and in this process.
+type cpuPerRow struct {
+	ClickHouseMicros float64 `json:"clickhouseMicros"`
+	ClientMicros     float64 `json:"clientMicros"`
+}
+
+// cpuSplit measures the CPU time of the ClickHouse server (pid) and of this process from its start.
+type cpuSplit struct {
+	pid        int
+	ch0, self0 time.Duration
+}
+
+func startCPUSplit(pid int) cpuSplit {
+	return cpuSplit{pid: pid, ch0: procCPU(pid), self0: selfCPU()}
+}
+
+func (c cpuSplit) perRow(rows int) cpuPerRow {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(rows, 1)) }
+	return cpuPerRow{ClickHouseMicros: per(procCPU(c.pid) - c.ch0), ClientMicros: per(selfCPU() - c.self0)}
 }
 
 // startArchiver runs an archiver until the returned stop (idempotent) is called.

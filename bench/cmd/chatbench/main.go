@@ -122,7 +122,7 @@ func defaultParams(quick bool) params {
 		Quick: quick, Raw: true, Gateway: true, Presence: true, RawDuration: 6 * time.Second, RawMax: 2_000_000, AsyncWindow: 256,
 		RawBatchSizes: []int{1000}, RawBatchInflight: []int{2},
 		Senders: 50, Window: 128, Warmup: 2 * time.Second, Measure: 10 * time.Second,
-		OpenRates: []int{1000, 2000, 5000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000}, OpenWindow: 4096,
+		OpenRates: []int{1000, 2000, 5000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000}, OpenWindow: 4096,
 		OpenWarmup: time.Second, OpenDuration: 5 * time.Second, SustainedP99Ms: 50, DrainTimeout: 60 * time.Second,
 		PresenceUsers: 10_000, PresenceConnsPerUser: 2, PresenceBacklog: 8192, PresenceRawDuration: 3 * time.Second,
 		PresenceWarmup: 2 * time.Second, PresenceMeasure: 8 * time.Second, PresenceCPUWindow: 18 * time.Second,

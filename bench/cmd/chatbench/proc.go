@@ -239,8 +239,14 @@ func (c *child) stop() {
 }
 
 // cpu is the user and system CPU time the child has used so far.
-func (c *child) cpu() time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func (c *child) cpu() time.Duration { return procCPU(c.cmd.Process.Pid) }
+
+// selfCPU is the user and system CPU time this process has used so far.
+func selfCPU() time.Duration { return procCPU(os.Getpid()) }
+
+// procCPU is the user and system CPU time process pid has used so far (0 if it cannot be read).
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

@@ -67,6 +67,17 @@ type settingResult struct {
 	Errors                []string `json:"errors,omitempty"`
 }
 
+// hubSustained describes rawhub's highest sustained rate on the same ladder, against raw async:
+// the ceiling of the WebSocket path on this machine, with nothing stored.
+func (s *settingResult) hubSustained() string {
+	a := s.raw("async")
+	if s.Rawhub == nil || s.Rawhub.MaxSustained == nil || a == nil || a.MsgsPerSec == 0 {
+		return ""
+	}
+	r := s.Rawhub.MaxSustained.DeliveredPerSec
+	return fmt.Sprintf("; rawhub, which stores nothing, sustains %.0f = %.2f × raw", r, r/a.MsgsPerSec)
+}
+
 func (s *settingResult) sustainedRate() float64 {
 	if s.Gateway == nil || s.Gateway.MaxSustained == nil {
 		return 0

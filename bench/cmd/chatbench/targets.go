@@ -54,8 +54,9 @@ func (r *report) targets() []target {
 	const susOff, susGoal = "2. highest sustained rate (p99 < 50 ms), fsync off", "≥ 0.5 × raw JetStream async publish, fsync off"
 	if off != nil && off.SustainedOverRawAsync > 0 {
 		ts = append(ts, target{Order: 20, Name: susOff, Goal: susGoal,
-			Measured: fmt.Sprintf("%.0f msgs/s = %.2f × raw (%.0f)", off.sustainedRate(), off.SustainedOverRawAsync, off.raw("async").MsgsPerSec),
-			Met:      off.SustainedOverRawAsync >= 0.5})
+			Measured: fmt.Sprintf("%.0f msgs/s = %.2f × raw (%.0f)%s", off.sustainedRate(), off.SustainedOverRawAsync,
+				off.raw("async").MsgsPerSec, off.hubSustained()),
+			Met: off.SustainedOverRawAsync >= 0.5})
 	} else {
 		ts = append(ts, missing(20, susOff, susGoal))
 	}
@@ -76,8 +77,11 @@ func (r *report) targets() []target {
 	// 6. The figures of the earlier issues.
 	if a := r.Archive; a != nil && a.Error == "" {
 		ts = append(ts, target{Order: 60, Name: "6. archiver throughput", Goal: "≥ 0.8 × raw clickhouse-go batch insert",
-			Measured: fmt.Sprintf("%.0f rows/s = %.2f × raw (%.0f)", a.ArchiverPerSec, a.ArchiverOver, a.RawRowsPerSec),
-			Met:      a.ArchiverOver >= 0.8})
+			Measured: fmt.Sprintf("%.0f rows/s = %.2f × raw (%.0f); CPU per row %.1f µs (ClickHouse %.1f, archiver and NATS %.1f), raw %.1f",
+				a.ArchiverPerSec, a.ArchiverOver, a.RawRowsPerSec,
+				a.ArchiverCPU.ClickHouseMicros+a.ArchiverCPU.ClientMicros, a.ArchiverCPU.ClickHouseMicros, a.ArchiverCPU.ClientMicros,
+				a.RawCPU.ClickHouseMicros+a.RawCPU.ClientMicros),
+			Met: a.ArchiverOver >= 0.8})
 		ts = append(ts, target{Order: 61, Name: fmt.Sprintf("6. history, newest 50 with %s rows archived", thousands(a.HistoryRows)),
 			Goal: "p99 < 50 ms", Measured: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms", a.History.P50, a.History.P99), Met: a.History.P99 < 50})
 	}

@@ -51,6 +51,16 @@ type Server struct {
 	done chan struct{}
 }
 
+// Pid is the server process's id (0 when it is not running), for measuring its resource use.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Addr is the native protocol address, for clickhouse-go.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.TCPPort) }
 
