@@ -50,7 +50,7 @@ type convState struct {
 	Group *schemas.Group
 	// Msgs are every ordinary message, in seq order: who wrote it, for whom, so a delete can be
 	// checked and applied.
-	Msgs []msgRef
+	Msgs msgRefs
 	// Pub are the seqs of the public (Tid "") ordinary messages, PubDel those deleted.
 	Pub, PubDel []uint64
 	// Last is the last public message or member event: the conversation's activity every member
@@ -208,7 +208,7 @@ func (p *Projection) deleteMessage(seq uint64, e *schemas.Event, notify bool) []
 	if c == nil {
 		return nil
 	}
-	i, found := slices.BinarySearchFunc(c.Msgs, e.Ref, func(m msgRef, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+	i, found := slices.BinarySearchFunc([]msgRef(c.Msgs), e.Ref, func(m msgRef, seq uint64) int { return cmp.Compare(m.Seq, seq) })
 	if !found || c.Msgs[i].From != e.From {
 		return nil
 	}

@@ -153,3 +153,32 @@ func TestBadEventsAreSkipped(t *testing.T) {
 		t.Fatalf("seq %d, conversations %v", p.Seq(), p.convs)
 	}
 }
+
+// Packed messages round-trip, and every truncation or corruption of them is an error, never a
+// panic or a wrong projection taken for a good one.
+func TestPackedMessages(t *testing.T) {
+	ms := msgRefs{{Seq: 3, From: "ann"}, {Seq: 7, From: "ann", Tid: "bob"}, {Seq: 8, From: "bob"}, {Seq: 1 << 40, From: "cy", Tid: "ann"}}
+	data, err := ms.GobEncode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back msgRefs
+	if err := back.GobDecode(data); err != nil || !slices.Equal(back, ms) {
+		t.Fatalf("round trip: %v, %v", back, err)
+	}
+	for n := range len(data) {
+		var part msgRefs
+		if err := part.GobDecode(data[:n]); err == nil {
+			t.Fatalf("a truncation to %d of %d bytes decoded: %v", n, len(data), part)
+		}
+	}
+	for i := range data {
+		bad := slices.Clone(data)
+		bad[i] ^= 0xff
+		var x msgRefs
+		_ = x.GobDecode(bad) // must not panic
+	}
+	if _, err := (msgRefs{{Seq: 5}, {Seq: 4}}).GobEncode(); err == nil {
+		t.Fatal("messages out of seq order encoded")
+	}
+}

@@ -1,6 +1,7 @@
 package unread
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -123,5 +124,36 @@ func BenchmarkApplyMessage(b *testing.B) {
 		if err := p.Apply(seq, subject, data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkEncodeSnapshot is the cost of one snapshot of a projection holding 600,000 messages in
+// 50 direct conversations (the benchmark suite's state after its closed loop).
+func BenchmarkEncodeSnapshot(b *testing.B) {
+	p := NewProjection()
+	var seq uint64
+	for i := range 600_000 {
+		from, to := fmt.Sprintf("s%02d", i%50), fmt.Sprintf("r%02d", i%50)
+		conv, err := schemas.DirectConv(from, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := schemas.Event{Type: schemas.TypeMessage, Conv: conv.String(), Ts: "2026-01-01T00:00:01.000Z", From: from,
+			Mid: fmt.Sprintf("m%d", i), MsgType: "text", Msg: "hello"}
+		seq++
+		apply(b, p, seq, subjectOf(conv.String()), e)
+	}
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		if _, err := p.Encode(&buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len()), "bytes")
+	b.StopTimer()
+	if _, err := DecodeProjection(&buf); err != nil {
+		b.Fatal(err)
 	}
 }
