@@ -86,6 +86,40 @@ type Gateway struct {
 	recent *recentLog
 	// gets carries the direct gets of log reads (directread.go).
 	gets *platform.DirectGets
+	// connects counts WebSocket connects per second, events the live feed's: bursts and traffic
+	// set the collector's target (see burstConnects).
+	connects, events rateWindow
+}
+
+// The collector's target (platform.BusyGC, DenseGC): the gateway carries message traffic while
+// its live feed reads busyEvents or more events a second (every event of the log goes through
+// every gateway's feed), and connections arrive in a burst at burstConnects or more a second.
+// A burst wins: the sessions made then live long, and are stored more densely when garbage is
+// collected often while they are made.
+const (
+	busyEvents    = 100
+	busyGC        = 10 * time.Second
+	burstConnects = 100
+	burstGC       = 5 * time.Second
+)
+
+// rateWindow counts occurrences in one-second windows.
+type rateWindow struct {
+	mu     sync.Mutex
+	window time.Time
+	n      int
+}
+
+// reaches counts one at now and reports whether the count of its window has just reached
+// threshold (once per window).
+func (w *rateWindow) reaches(now time.Time, threshold int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.Sub(w.window) >= time.Second {
+		w.window, w.n = now, 0
+	}
+	w.n++
+	return w.n == threshold
 }
 
 // New checks the configuration and prepares a gateway; Run starts it.

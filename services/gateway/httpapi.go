@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway/auth"
 	"github.com/gorilla/websocket"
@@ -290,6 +291,9 @@ func (gw *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.live.Store(true)
 	if gw.draining.Load() {
 		s.close(closeGoingAway, "server shutting down", true)
+	}
+	if gw.connects.reaches(time.Now(), burstConnects) {
+		platform.DenseGC(burstGC)
 	}
 	gw.sessions.Add(1)
 	gw.metrics.connections.Inc()

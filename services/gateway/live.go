@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventchat/chat/platform"
 	"github.com/eventchat/chat/schemas"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,6 +118,9 @@ func (lf *liveFeed) run(ctx context.Context) error {
 			continue
 		}
 		lf.gw.metrics.liveEvents.Inc()
+		if lf.gw.events.reaches(time.Now(), busyEvents) {
+			platform.BusyGC(busyGC)
+		}
 		lf.gw.metrics.liveLagSeconds.Observe(time.Since(meta.Timestamp).Seconds())
 		lf.handle(ctx, msg.Subject(), msg.Data(), meta.Sequence.Stream)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -158,43 +159,29 @@ func (gw *Gateway) peers(ctx context.Context, user string) (map[string]struct{},
 	if ok && time.Since(e.at) < peerTTL {
 		return e.users, nil
 	}
-	w, err := gw.index.WatchFiltered(ctx, []string{schemas.IndexPrefix(user)}, jetstream.IgnoreDeletes())
+	// The conversations the user is in now (left ones are skipped whatever their seq), read from
+	// the conversation index like a sync's: one multi-last direct get for most users, no consumer.
+	// (A watch here created and deleted a consumer per connecting user: about 28 KB of garbage
+	// and a consumer's setup in nats-server for every connect.)
+	convs, err := gw.userConvs(ctx, user, math.MaxUint64)
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
 	}
-	defer w.Stop()
 	users := map[string]struct{}{}
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case entry := <-w.Updates():
-			if entry == nil {
-				done = true
-				break
-			}
-			_, conv, ok := schemas.ParseIndexKey(entry.Key())
-			if !ok {
-				continue
-			}
-			if conv.IsDirect() {
-				users[conv.Other(user)] = struct{}{}
-				continue
-			}
-			var ie indexEntry
-			if json.Unmarshal(entry.Value(), &ie) == nil && ie.Left != 0 {
-				continue
-			}
-			g, err := gw.groups.cached(ctx, conv.Group)
-			if err != nil {
-				return nil, err
-			}
-			if !g.IsMember(user) {
-				continue
-			}
-			for _, m := range g.CurrentMembers() {
-				users[m] = struct{}{}
-			}
+	for _, conv := range convs {
+		if conv.IsDirect() {
+			users[conv.Other(user)] = struct{}{}
+			continue
+		}
+		g, err := gw.groups.cached(ctx, conv.Group)
+		if err != nil {
+			return nil, err
+		}
+		if !g.IsMember(user) {
+			continue
+		}
+		for _, m := range g.CurrentMembers() {
+			users[m] = struct{}{}
 		}
 	}
 	delete(users, user)
