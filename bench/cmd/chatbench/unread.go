@@ -17,6 +17,7 @@ import (
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/gateway/gatewaytest"
 	"github.com/eventchat/chat/services/unread"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -210,47 +211,62 @@ func runUnreadScenario(p params, r *unreadResult) error {
 	}
 	last := uint64(len(events))
 
-	// Raw: an ordered consumer reads everything the service reads.
-	rawStart := time.Now()
-	if err := readAll(ctx, stream, last); err != nil {
-		return fmt.Errorf("raw consumer: %w", err)
-	}
-	r.RawPerSec = float64(last) / time.Since(rawStart).Seconds()
-
-	// The service, rebuilding from the whole log.
+	// Raw, an ordered consumer reading everything the service reads, and the service rebuilding
+	// from the whole log: each unreadRuns times, the best run counts (a run takes a few hundred
+	// ms, and one collection or neighbour's burst in it moved the figure by a third).
 	unc, err := platform.ConnectInProcess(ns, "chatbench-unread-service", quiet)
 	if err != nil {
 		return err
 	}
 	defer unc.Close()
-	cfg := unread.Defaults()
-	cfg.Rebuild, cfg.SnapshotEvery = true, time.Hour
-	svcStart := time.Now()
-	svc, err := unread.New(cfg, unread.Deps{NATS: unc, Log: quiet, Ops: platform.NewOps()})
-	if err != nil {
-		return err
+	for range unreadRuns {
+		rawStart := time.Now()
+		if err := readAll(ctx, stream, last); err != nil {
+			return fmt.Errorf("raw consumer: %w", err)
+		}
+		r.RawPerSec = max(r.RawPerSec, float64(last)/time.Since(rawStart).Seconds())
+		rate, err := rebuildUnread(ctx, unc, quiet, last)
+		if err != nil {
+			return err
+		}
+		r.ServicePerSec = max(r.ServicePerSec, rate)
 	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(sctx) }()
-	select {
-	case <-svc.Ready():
-		r.ServicePerSec = float64(last) / time.Since(svcStart).Seconds()
-	case err := <-done:
-		stop()
-		return fmt.Errorf("unread service stopped: %v", err)
-	case <-ctx.Done():
-		stop()
-		return fmt.Errorf("unread service did not catch up: %w", ctx.Err())
-	}
-	stop()
-	<-done
 	if r.RawPerSec > 0 {
 		r.ServiceOverRaw = r.ServicePerSec / r.RawPerSec
 	}
 	logf("unread: %s: raw %.0f events/s, service %.0f events/s (%.2f of raw), projection %.0f ns/event, %.1f MB",
 		r.Name, r.RawPerSec, r.ServicePerSec, r.ServiceOverRaw, r.ProjectionNsPer, float64(r.ProjectionBytes)/1e6)
 	return nil
+}
+
+// unreadRuns is how many times the raw consumer and the service read the log, per scenario.
+const unreadRuns = 3
+
+// rebuildUnread runs a fresh unread instance that rebuilds its projection from the whole log of
+// last events, and returns its rate (events a second, from start to caught up).
+func rebuildUnread(ctx context.Context, nc *nats.Conn, log *slog.Logger, last uint64) (float64, error) {
+	cfg := unread.Defaults()
+	cfg.Rebuild, cfg.SnapshotEvery = true, time.Hour
+	start := time.Now()
+	svc, err := unread.New(cfg, unread.Deps{NATS: nc, Log: log, Ops: platform.NewOps()})
+	if err != nil {
+		return 0, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(sctx) }()
+	select {
+	case <-svc.Ready():
+		rate := float64(last) / time.Since(start).Seconds()
+		stop()
+		<-done
+		return rate, nil
+	case err := <-done:
+		return 0, fmt.Errorf("unread service stopped: %v", err)
+	case <-ctx.Done():
+		return 0, fmt.Errorf("unread service did not catch up: %w", ctx.Err())
+	}
 }
 
 // readAll reads the stream up to seq last with an ordered consumer, as the unread service does
