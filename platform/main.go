@@ -40,7 +40,7 @@ func ParseFlags(name string, args []string, bind func(*Flags)) error {
 	bind(f)
 	var gcPercent int
 	f.Int(&gcPercent, "gc-percent", "CHAT_GC_PERCENT", DefaultGCPercent,
-		"the garbage collector's target, as GOGC (which wins when set): a larger one collects less often and takes more memory; -1: off")
+		"the garbage collector's target while a gateway in the process carries message traffic (100 otherwise and during connect bursts), as GOGC (which wins when set and turns this off): a larger one collects less often and takes more memory; -1: off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(ExitOK)
