@@ -75,7 +75,7 @@ func setGCPercent(percent int, gogc string) error {
 // makes long-lived objects in bulk: Go's default.
 const QuietGCPercent = 100
 
-// The collector's target follows what the process does. Message traffic makes objects that
+// gcState makes the collector's target follow what the process does. Message traffic makes objects that
 // nearly all die young, and wants rare collections: each mark phase takes a core away for up to
 // ~200 ms, which was the latency tail of direct messages. Connections and their records
 // (presence, the per-connection state, heartbeats replacing them) make objects that live long;
@@ -86,9 +86,9 @@ const QuietGCPercent = 100
 // gateway's live feed calls), and QuietGCPercent otherwise and during connect bursts (DenseGC).
 // Measured with 19,000 idle connections: 13.7 KB of resident memory each at 100, 18.1 KB at 400;
 // direct messages at 5,000/s: p99 3-15 ms at 100, 2-3 ms at 400 (docs/benchmarks.md).
-
-// gcState is the collector's configured target (0: untouched, GOGC rules), the one in force, and
-// the ends of the last BusyGC and DenseGC periods.
+//
+// gcState holds the configured target (0: untouched, GOGC rules), the one in force, and the ends
+// of the last BusyGC and DenseGC periods.
 type gcState struct {
 	mu                sync.Mutex
 	target            int
