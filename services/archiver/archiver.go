@@ -8,8 +8,9 @@
 // A durable pull consumer, "archiver" on CHAT_EVENTS (every subject, explicit acks), is shared by
 // every archiver instance. An instance collects up to BatchSize events (or what arrived within
 // BatchWait), maps them to rows (chstore.RowOf, keyed by stream sequence), asks ClickHouse which
-// of these seqs it already holds (chstore.Existing: the batch's seq ranges within its time window,
-// which skips the parts of other times) and inserts only the others, as one INSERT; it
+// of these seqs it already holds (chstore.Existing: the batch's seq ranges in the seq index, a
+// table ordered by seq that the events table's materialized view fills, so the check costs the
+// same however large the archive) and inserts only the others, as one INSERT; it
 // acknowledges the batch's messages only after ClickHouse accepted it.
 // While a batch waits, is inserted or is retried, its messages are kept in progress
 // (msg.InProgress) so JetStream does not hand them to another instance. When ClickHouse fails,

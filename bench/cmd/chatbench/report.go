@@ -283,6 +283,10 @@ func (a *archiveResult) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  raw clickhouse-go batch insert   %10.0f rows/s (%d rows)\n", a.RawRowsPerSec, a.Rows)
 	fmt.Fprintf(w, "  archiver, stream to ClickHouse   %10.0f rows/s  = %.2f of raw\n", a.ArchiverPerSec, a.ArchiverOver)
+	if a.RawRowsPerSec > 0 {
+		fmt.Fprintf(w, "  archiver, into %d archived rows %8.0f rows/s  = %.2f of raw\n", a.HistoryRows, a.ArchiverLargePerSec,
+			a.ArchiverLargePerSec/a.RawRowsPerSec)
+	}
 	fmt.Fprintf(w, "  lag at %d events/s (publish to acknowledged): p50 %.1f ms  p99 %.1f ms  max %.1f ms\n",
 		a.LagRate, a.Lag.P50, a.Lag.P99, a.Lag.Max)
 	fmt.Fprintf(w, "  history, newest 50 of a random conversation, %d rows in %d conversations: p50 %.1f ms  p99 %.1f ms  max %.1f ms (%d requests)\n",

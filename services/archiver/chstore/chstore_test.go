@@ -71,9 +71,9 @@ func TestMigrateInsertExisting(t *testing.T) {
 }
 
 // Existing finds every stored seq of the rows asked about and nothing else: seqs far apart (runs
-// of their own), seqs of other batches inside the rows' range, a payload time far from
-// JetStream's (the time window covers both) and times a DateTime cannot hold (no window).
-func TestExistingRunsAndTimeWindow(t *testing.T) {
+// of their own), seqs of other batches inside the rows' range, rows of other months and times a
+// DateTime cannot hold.
+func TestExistingRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
@@ -120,7 +120,6 @@ func TestExistingRunsAndTimeWindow(t *testing.T) {
 	if err := chstore.Insert(ctx, conn, "chat_test", stored2); err != nil {
 		t.Fatal(err)
 	}
-	// The rows in the DateTime range (a window), then the others (none).
 	got := map[uint64]bool{}
 	for _, part := range [][]chstore.Row{mine[:len(mine)-2], mine[len(mine)-2:]} {
 		found, err := chstore.Existing(ctx, conn, "chat_test", part)
@@ -138,5 +137,70 @@ func TestExistingRunsAndTimeWindow(t *testing.T) {
 		if !got[seq] {
 			t.Fatalf("Existing missed seq %d", seq)
 		}
+	}
+}
+
+// The seq index migration indexes the rows an archive already holds (the backfill) as well as
+// those inserted after it (the materialized view), and the check reads the index.
+func TestSeqIndexBackfill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	version, err := chstore.ParseVersion(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An archive of the first schema version, holding rows.
+	for _, stmt := range chstore.Migrations[0].SQL("chat_old", version) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := func(seq uint64) chstore.Row {
+		data, _ := json.Marshal(schemas.Event{Type: schemas.TypeMessage, Conv: "g:x", Ts: "2026-11-22T10:00:00Z",
+			From: "ann", Mid: "m", MsgType: "text", Msg: "hello"})
+		return chstore.RowOf(seq, "chat.msg.g.x", data, time.Now())
+	}
+	var before, after []chstore.Row
+	for seq := uint64(1); seq <= 3000; seq++ {
+		if seq <= 2000 {
+			before = append(before, row(seq))
+		} else {
+			after = append(after, row(seq))
+		}
+	}
+	if err := chstore.Insert(ctx, conn, "chat_old", before); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := chstore.Migrate(ctx, conn, "chat_old"); err != nil || got != len(chstore.Migrations) {
+		t.Fatalf("Migrate = %d, %v", got, err)
+	}
+	found, err := chstore.Existing(ctx, conn, "chat_old", append(before, after...))
+	if err != nil || len(found) != len(before) || !found[1] || !found[2000] || found[2001] {
+		t.Fatalf("after the backfill, Existing found %d seqs (want %d), %v", len(found), len(before), err)
+	}
+	if err := chstore.Insert(ctx, conn, "chat_old", after[:500]); err != nil {
+		t.Fatal(err)
+	}
+	found, err = chstore.Existing(ctx, conn, "chat_old", append(before, after...))
+	if err != nil || len(found) != len(before)+500 || !found[2500] || found[2501] {
+		t.Fatalf("after an insert, Existing found %d seqs (want %d), %v", len(found), len(before)+500, err)
+	}
+	var indexed uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM chat_old."+chstore.SeqIndexTable).Scan(&indexed); err != nil || indexed != 2500 {
+		t.Fatalf("the index holds %d seqs, want 2500 (%v)", indexed, err)
 	}
 }

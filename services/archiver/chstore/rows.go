@@ -111,44 +111,29 @@ func Insert(ctx context.Context, conn driver.Conn, db string, rows []Row) error 
 // Existing returns which rows (by seq) are already in db's events table: the sink's check before
 // inserting, so a batch redelivered after a crash between insert and ack stores nothing twice.
 //
-// The statement names no seq and no conversation one by one: on 18.16, a check listing a batch's
-// 5000 seqs and 1000 conversations cost the server more CPU (45-60 ms) than inserting the batch;
-// this one costs a few ms. It selects the seqs within the rows' seq runs (see seqRuns) and time
-// window, and the rows' seqs filter what comes back. The time window lets ClickHouse skip every
-// part whose ts range (the partition key's min-max index) lies outside it, so the check reads the
-// recent parts, not the whole table: a row stored with one of these seqs has the ts RowOf gives
-// the entry, either the payload's time or JetStream's (the window covers both, whichever RowOf
-// picked), truncated to the second as Insert stores it. Times a DateTime cannot hold leave the
-// window out (the check then reads every part).
+// It reads the seq index (SeqIndexTable, filled by the events table's materialized view), whose
+// primary key is the seq: the statement selects the seqs within the rows' seq runs (see seqRuns),
+// which reads the granules of those ranges only, and the rows' seqs filter what comes back. It
+// names no seq one by one: on 18.16, a check listing a batch's 5000 seqs cost the server more CPU
+// than inserting the batch.
 func Existing(ctx context.Context, conn driver.Conn, db string, rows []Row) (map[uint64]bool, error) {
 	out := map[uint64]bool{}
 	if len(rows) == 0 {
 		return out, nil
 	}
 	seqs := make([]uint64, len(rows))
-	lo, hi := rows[0].Ts, rows[0].Ts
 	for i, r := range rows {
 		seqs[i] = r.Seq
-		for _, t := range []time.Time{r.Ts, r.Stored} {
-			if !t.IsZero() {
-				lo, hi = earlier(lo, t), later(hi, t)
-			}
-		}
 	}
 	slices.Sort(seqs)
 	var where strings.Builder
-	if lo.Unix() >= minDateTime && hi.Unix() <= maxDateTime {
-		fmt.Fprintf(&where, "ts >= toDateTime(%d) AND ts <= toDateTime(%d) AND ", lo.Unix(), hi.Unix())
-	}
-	where.WriteByte('(')
 	for i, run := range seqRuns(seqs) {
 		if i > 0 {
 			where.WriteString(" OR ")
 		}
 		fmt.Fprintf(&where, "(seq >= %d AND seq <= %d)", run[0], run[1])
 	}
-	where.WriteByte(')')
-	res, err := conn.Query(ctx, "SELECT seq FROM "+db+"."+EventsTable+" WHERE "+where.String())
+	res, err := conn.Query(ctx, "SELECT seq FROM "+db+"."+SeqIndexTable+" WHERE "+where.String())
 	if err != nil {
 		return nil, fmt.Errorf("chstore: existing seqs: %w", err)
 	}
@@ -164,12 +149,6 @@ func Existing(ctx context.Context, conn driver.Conn, db string, rows []Row) (map
 	}
 	return out, res.Err()
 }
-
-// The range of ClickHouse's DateTime (seconds since the epoch, unsigned 32 bits).
-const (
-	minDateTime = 0
-	maxDateTime = 1<<32 - 1
-)
 
 // runGap is the longest gap inside one run of seqRuns: the seqs of the gaps are read and
 // dropped, at most runGap per gap.
@@ -188,18 +167,4 @@ func seqRuns(seqs []uint64) [][2]uint64 {
 		runs = append(runs, [2]uint64{s, s})
 	}
 	return runs
-}
-
-func earlier(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
