@@ -58,8 +58,13 @@ type archiveResult struct {
 	RawCPU       cpuPerRow `json:"rawCpuPerRow"`
 	ArchiverCPU  cpuPerRow `json:"archiverCpuPerRow"`
 	ArchiverOver float64   `json:"archiverOverRaw"`
-	LagRate      int       `json:"lagRate"`
-	Lag          latency   `json:"lag"`
+	// ConsumeNone and ConsumeAcked are raw JetStream consumption of the drained events, with no
+	// acks (an ordered consumer) and with one explicit ack per message (an ephemeral pull
+	// consumer), without ClickHouse: what reading the stream alone costs.
+	ConsumeNone  rawConsume `json:"consumeAckNone"`
+	ConsumeAcked rawConsume `json:"consumeAckExplicit"`
+	LagRate      int        `json:"lagRate"`
+	Lag          latency    `json:"lag"`
 	// ArchiverLargePerSec is the archiver draining the same events into a table that already
 	// holds the HistoryRows rows of the history, all of this month: the check before each insert
 	// must not grow with the archive. ArchiverLargeCPU splits its CPU per row.
@@ -157,6 +162,18 @@ func archivePhases(p params, res *archiveResult, profile func(name string) func(
 		}
 	}
 	<-js.PublishAsyncComplete()
+	for _, ack := range []bool{false, true} {
+		rc, err := consumeRaw(ctx, stream, base+1, len(events), ack)
+		if err != nil {
+			return err
+		}
+		if ack {
+			res.ConsumeAcked = rc
+		} else {
+			res.ConsumeNone = rc
+		}
+		logf("archive: raw JetStream consume (acks %v) %.0f msgs/s, CPU %.1f µs per message", ack, rc.PerSec, rc.CPUMicros)
+	}
 	anc, err := platform.ConnectInProcess(ns, "chatbench-archiver", quiet)
 	if err != nil {
 		return err
@@ -302,6 +319,56 @@ func startCPUSplit(pid int) cpuSplit {
 func (c cpuSplit) perRow(rows int) cpuPerRow {
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(rows, 1)) }
 	return cpuPerRow{ClickHouseMicros: per(procCPU(c.pid) - c.ch0), ClientMicros: per(selfCPU() - c.self0)}
+}
+
+// rawConsume is a raw JetStream consumption figure: messages a second and this process's CPU
+// (client and nats-server) per message.
+type rawConsume struct {
+	PerSec    float64 `json:"msgsPerSec"`
+	CPUMicros float64 `json:"cpuMicrosPerMsg"`
+}
+
+// consumeRaw reads n messages of stream from seq first, as fast as they come: with an ordered
+// consumer (no acks), or with an ephemeral pull consumer acknowledging each message.
+func consumeRaw(ctx context.Context, stream jetstream.Stream, first uint64, n int, ack bool) (rawConsume, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var (
+		cons jetstream.Consumer
+		err  error
+	)
+	if ack {
+		cons, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq: first, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20_000, InactiveThreshold: time.Minute})
+	} else {
+		cons, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq: first})
+	}
+	if err != nil {
+		return rawConsume{}, err
+	}
+	done := make(chan struct{})
+	got := 0
+	start, cpu0 := time.Now(), selfCPU()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if ack {
+			_ = m.Ack()
+		}
+		if got++; got == n {
+			close(done)
+		}
+	}, jetstream.PullMaxMessages(5000))
+	if err != nil {
+		return rawConsume{}, err
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return rawConsume{}, fmt.Errorf("raw consume: %d of %d messages in 2 minutes", got, n)
+	}
+	return rawConsume{PerSec: float64(n) / time.Since(start).Seconds(),
+		CPUMicros: float64((selfCPU() - cpu0).Microseconds()) / float64(n)}, nil
 }
 
 // startArchiver runs an archiver until the returned stop (idempotent) is called.

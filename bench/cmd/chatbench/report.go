@@ -283,6 +283,8 @@ func (a *archiveResult) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  raw clickhouse-go batch insert   %10.0f rows/s (%d rows)\n", a.RawRowsPerSec, a.Rows)
 	fmt.Fprintf(w, "  archiver, stream to ClickHouse   %10.0f rows/s  = %.2f of raw\n", a.ArchiverPerSec, a.ArchiverOver)
+	fmt.Fprintf(w, "  raw JetStream consume, no acks   %10.0f msgs/s, %.1f µs CPU a message\n", a.ConsumeNone.PerSec, a.ConsumeNone.CPUMicros)
+	fmt.Fprintf(w, "  raw JetStream consume, acked     %10.0f msgs/s, %.1f µs CPU a message\n", a.ConsumeAcked.PerSec, a.ConsumeAcked.CPUMicros)
 	if a.RawRowsPerSec > 0 {
 		fmt.Fprintf(w, "  archiver, into %d archived rows %8.0f rows/s  = %.2f of raw\n", a.HistoryRows, a.ArchiverLargePerSec,
 			a.ArchiverLargePerSec/a.RawRowsPerSec)
