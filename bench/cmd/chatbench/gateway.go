@@ -72,7 +72,7 @@ func runGateway(srv *child, p params, profile func() func()) (*gatewayResult, er
 		// The open loop's window only bounds a stalled gateway; at its rate it never fills.
 		interval := time.Duration(float64(time.Second) * float64(p.Senders) / float64(rate))
 		r := b.run(loadSpec{phase: 2 + k, mode: "open", window: p.OpenWindow, warmup: p.OpenWarmup,
-			measure: p.OpenDuration, interval: interval}, p)
+			measure: p.stepDuration(float64(rate)), interval: interval}, p)
 		res.Ladder = append(res.Ladder, r)
 		logf("gateway open loop %6d/s: %s", rate, r.summary())
 		if !sustained(r, p.SustainedP99Ms) {

@@ -184,7 +184,8 @@ func (h *hubRun) step(hub *child, phase int, rate float64, p params) *hubStep {
 	for i := range h.hists {
 		h.hists[i] = newHist()
 	}
-	h.start0, h.end = begin.Add(p.OpenWarmup), begin.Add(p.OpenWarmup+p.OpenDuration)
+	measure := p.stepDuration(rate)
+	h.start0, h.end = begin.Add(p.OpenWarmup), begin.Add(p.OpenWarmup+measure)
 	h.mu.Unlock()
 	h.phase.Store(int64(phase))
 	h.delivered.Store(0)
@@ -231,7 +232,7 @@ func (h *hubRun) step(hub *child, phase int, rate float64, p params) *hubStep {
 	}
 	st.Sent = sent.Load()
 	st.Lost = max(0, st.Sent-h.delivered.Load())
-	st.DeliveredPerSec = float64(h.inWindow.Load()) / p.OpenDuration.Seconds()
+	st.DeliveredPerSec = float64(h.inWindow.Load()) / measure.Seconds()
 	st.ServerCPUCores = cores
 	if n := sentInWindow.Load(); n > 0 {
 		st.ServerCPUPerMsgUs = float64(used.Microseconds()) / float64(n)
