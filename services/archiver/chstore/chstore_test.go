@@ -7,26 +7,34 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/eventchat/chat/schemas"
 	"github.com/eventchat/chat/services/archiver/chstore"
 	"github.com/eventchat/chat/services/archiver/localch"
 )
+
+// startServer starts a local ClickHouse for the test and connects to it; both end with the test.
+func startServer(ctx context.Context, t *testing.T) driver.Conn {
+	t.Helper()
+	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
 
 // Migrations apply once and again without change; rows go in as batches, and Existing finds
 // exactly the seqs stored.
 func TestMigrateInsertExisting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startServer(ctx, t)
 	for range 2 {
 		v, err := chstore.Migrate(ctx, conn, "chat_test")
 		if err != nil || v != len(chstore.Migrations) {
@@ -76,16 +84,7 @@ func TestMigrateInsertExisting(t *testing.T) {
 func TestExistingRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startServer(ctx, t)
 	if _, err := chstore.Migrate(ctx, conn, "chat_test"); err != nil {
 		t.Fatal(err)
 	}
@@ -145,16 +144,7 @@ func TestExistingRuns(t *testing.T) {
 func TestSeqIndexBackfill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := localch.Start(ctx, t.TempDir(), localch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startServer(ctx, t)
 	var v string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
 		t.Fatal(err)
