@@ -86,7 +86,7 @@ type fanoutParams struct {
 
 func fanoutDefaults(quick bool) fanoutParams {
 	if quick {
-		return fanoutParams{probe: time.Second, fine: 1500 * time.Millisecond, drain: 2 * time.Second, settle: 5 * time.Second,
+		return fanoutParams{probe: 700 * time.Millisecond, fine: 700 * time.Millisecond, drain: 2 * time.Second, settle: 5 * time.Second,
 			deadline: 3 * time.Minute}
 	}
 	return fanoutParams{probe: 2 * time.Second, fine: 5 * time.Second, drain: 3 * time.Second, settle: 10 * time.Second,

@@ -52,7 +52,7 @@ type idleParams struct {
 
 func idleDefaults(quick bool) idleParams {
 	if quick {
-		return idleParams{Conns: 5000, Steps: 2, IdleWindow: 8 * time.Second, SettleMax: 5 * time.Second}
+		return idleParams{Conns: 5000, Steps: 2, IdleWindow: 6500 * time.Millisecond, SettleMax: 5 * time.Second}
 	}
 	return idleParams{Conns: 20_000, Steps: 4, IdleWindow: 30 * time.Second, SettleMax: 15 * time.Second}
 }

@@ -156,7 +156,7 @@ func defaultParams(quick bool) params {
 		// the user's connections with a consumer whose cost grows with the bucket).
 		p.PresenceUsers, p.PresenceRawDuration = 2500, 1500*time.Millisecond
 		p.PresenceWarmup, p.PresenceMeasure, p.PresenceCPUWindow = time.Second, 4*time.Second, 8*time.Second
-		p.UnreadMessages = 50_000
+		p.UnreadMessages = 30_000
 		p.ArchiveRows, p.ArchiveLagDuration, p.HistoryRows, p.HistoryConvs, p.HistoryRequests = 100_000, 3*time.Second, 500_000, 1000, 300
 	}
 	return p
