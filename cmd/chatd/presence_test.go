@@ -70,6 +70,11 @@ func TestPresenceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	ann2 := connect(t, url, tok["ann"])
+	// The gateway reports a connection to presence before it reads the session's first frame, but
+	// after the socket opened: one round trip on ann2 puts its connect report ahead of ann1's
+	// reports below (same gateway, same NATS connection, so presence gets them in that order).
+	// Without it, ann1 going idle could be counted before ann2 is, an extra away and online.
+	ann2.do(map[string]any{"cmd": "ping"})
 
 	// Query: ben sees ann online; eve may not see ann; nobody-yet users are offline with null.
 	r := ben.do(map[string]any{"cmd": "presence", "users": []string{"ann", "eve"}})
