@@ -8,10 +8,8 @@
 // A durable pull consumer, "archiver" on CHAT_EVENTS (every subject, explicit acks), is shared by
 // every archiver instance. An instance collects up to BatchSize events (or what arrived within
 // BatchWait), maps them to rows (chstore.RowOf, keyed by stream sequence), asks ClickHouse which
-// of these seqs it already holds (chstore.Existing: the batch's seq ranges in the seq index, a
-// table ordered by seq that the events table's materialized view fills, so the check costs the
-// same however large the archive) and inserts only the others, as one INSERT; it
-// acknowledges the batch's messages only after ClickHouse accepted it.
+// of these seqs it already holds and inserts only the others, as one INSERT; it acknowledges the
+// batch's messages only after ClickHouse accepted it.
 // While a batch waits, is inserted or is retried, its messages are kept in progress
 // (msg.InProgress) so JetStream does not hand them to another instance. When ClickHouse fails,
 // the same batch is retried with a bounded exponential backoff: never acknowledged, never
@@ -19,11 +17,16 @@
 //
 // Why no event is stored twice, without FINAL and without relying on merges:
 //
-//   - A redelivered event (the archiver died or lost NATS between insert and ack, or an ack got
-//     lost) is filtered out by the existing-seq check before the insert: the check reads what
-//     earlier inserts committed, so only the missing rows go in. The check runs before every
-//     attempt, so an insert that partly succeeded (one part per monthly partition) is completed,
-//     not repeated.
+//   - The existing-seq check runs before every attempt and reads what earlier inserts committed,
+//     so only the missing rows go in. An attempt that may follow an earlier one at the same rows
+//     (a retry, or a batch holding an event JetStream delivered before: the archiver died or lost
+//     NATS between insert and ack, or an ack got lost) checks the events table itself
+//     (chstore.ExistingInTable), so an insert that partly succeeded (one part per monthly
+//     partition, or the table written but not its view) is completed, not repeated. Every other
+//     attempt, the first at first deliveries, checks the seq index (chstore.Existing: a table
+//     ordered by seq, filled by the events table's materialized view), which costs the same however
+//     large the archive; the table's own check reads the month's seqs, so it is kept to the rare
+//     attempts that need it. The index catches what a consumer created again delivers anew.
 //   - Two archivers get disjoint messages from the shared consumer: JetStream delivers a message
 //     to one pull request at a time, and again only once its ack wait has passed without an ack or
 //     progress signal.

@@ -13,6 +13,7 @@ type metrics struct {
 	insertSeconds prometheus.Histogram
 	duplicates    prometheus.Counter
 	retries       prometheus.Counter
+	exactChecks   prometheus.Counter
 	errors        *prometheus.CounterVec
 	lagSeconds    prometheus.Gauge
 	archivedSeq   prometheus.Gauge
@@ -52,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events of a batch found already archived (redeliveries) and not inserted again."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_archiver_retries_total",
 			Help: "Batch attempts retried after a failure."}),
+		exactChecks: prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_archiver_exact_checks_total",
+			Help: "Batch attempts checked against the events table itself (a retry, or a batch holding a redelivered event) instead of the seq index."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chat_archiver_errors_total",
 			Help: "Failures, by operation."}, []string{"op"}),
 		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "chat_archiver_lag_seconds",
@@ -73,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to answer a request, by kind.", Buckets: prometheus.ExponentialBuckets(0.0005, 3, 12)},
 			[]string{"kind"}),
 	}
-	reg.MustRegister(m.rowsInserted, m.batches, m.batchSize, m.insertSeconds, m.duplicates, m.retries, m.errors,
+	reg.MustRegister(m.rowsInserted, m.batches, m.batchSize, m.insertSeconds, m.duplicates, m.retries, m.exactChecks, m.errors,
 		m.lagSeconds, m.archivedSeq, m.pending, m.clickhouseUp, m.trimmedSeq, m.trims, m.requests, m.requestSecs)
 	for _, op := range []string{opInsert, opAck, opConsume, opMigrate, opTrim, opQuery} {
 		m.errors.WithLabelValues(op)

@@ -272,10 +272,15 @@ func TestLargeBatchStatements(t *testing.T) {
 			From: "ann", Mid: "m", MsgType: "text", Msg: "x"})
 		rows = append(rows, chstore.RowOf(uint64(i+1), "chat.msg.dm.x.y", data, time.Now()))
 	}
-	if n, err := svc.insertMissing(ctx, rows[:existingChunk/2]); err != nil || n != existingChunk/2 {
+	if n, err := svc.insertMissing(ctx, rows[:existingChunk/2], false); err != nil || n != existingChunk/2 {
 		t.Fatalf("first half: %d, %v", n, err)
 	}
-	if n, err := svc.insertMissing(ctx, rows); err != nil || n != len(rows)-existingChunk/2 {
+	// The seq index loses the first half (as after an INSERT that failed between the table and
+	// its view): the exact check, a retry's, still finds them in the table.
+	if err := svc.ch.Exec(ctx, "TRUNCATE TABLE "+e.db+"."+chstore.SeqIndexTable); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := svc.insertMissing(ctx, rows, true); err != nil || n != len(rows)-existingChunk/2 {
 		t.Fatalf("all: %d, %v", n, err)
 	}
 	if got, uniq := e.counts(); got != uint64(len(rows)) || uniq != got {

@@ -78,9 +78,10 @@ func TestMigrateInsertExisting(t *testing.T) {
 	}
 }
 
-// Existing finds every stored seq of the rows asked about and nothing else: seqs far apart (runs
-// of their own), seqs of other batches inside the rows' range, rows of other months and times a
-// DateTime cannot hold.
+// Existing (the seq index) and ExistingInTable (the table itself) find every stored seq of the
+// rows asked about and nothing else: seqs far apart (runs of their own), seqs of other batches
+// inside the rows' range, a payload time far from JetStream's (the time window covers both) and
+// times a DateTime cannot hold (no window).
 func TestExistingRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -119,22 +120,27 @@ func TestExistingRuns(t *testing.T) {
 	if err := chstore.Insert(ctx, conn, "chat_test", stored2); err != nil {
 		t.Fatal(err)
 	}
-	got := map[uint64]bool{}
-	for _, part := range [][]chstore.Row{mine[:len(mine)-2], mine[len(mine)-2:]} {
-		found, err := chstore.Existing(ctx, conn, "chat_test", part)
-		if err != nil {
-			t.Fatal(err)
+	checks := map[string]func(context.Context, driver.Conn, string, []chstore.Row) (map[uint64]bool, error){
+		"Existing": chstore.Existing, "ExistingInTable": chstore.ExistingInTable}
+	for name, existing := range checks {
+		// The rows in the DateTime range (a window for ExistingInTable), then the others.
+		got := map[uint64]bool{}
+		for _, part := range [][]chstore.Row{mine[:len(mine)-2], mine[len(mine)-2:]} {
+			found, err := existing(ctx, conn, "chat_test", part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for seq := range found {
+				got[seq] = true
+			}
 		}
-		for seq := range found {
-			got[seq] = true
+		if len(got) != len(want) {
+			t.Fatalf("%s found %d seqs, want %d: %v", name, len(got), len(want), got)
 		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("Existing found %d seqs, want %d: %v", len(got), len(want), got)
-	}
-	for seq := range want {
-		if !got[seq] {
-			t.Fatalf("Existing missed seq %d", seq)
+		for seq := range want {
+			if !got[seq] {
+				t.Fatalf("%s missed seq %d", name, seq)
+			}
 		}
 	}
 }
