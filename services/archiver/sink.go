@@ -41,6 +41,8 @@ type pend struct {
 	// the collector while queued, the batch's goroutine once handed over.
 	touched time.Time
 	size    int
+	// redelivered: JetStream delivered it before (to this instance or another).
+	redelivered bool
 }
 
 // sink runs the collector: it takes the events the reader received, hands batches to archiving
@@ -149,7 +151,7 @@ func (s *Service) enqueue(queue []pend, qBytes int, msgs []jetstream.Msg) ([]pen
 			continue
 		}
 		p := pend{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, arrived: now, touched: now,
-			size: len(m.Data()) + len(m.Subject()) + 64}
+			size: len(m.Data()) + len(m.Subject()) + 64, redelivered: meta.NumDelivered > 1}
 		queue = append(queue, p)
 		qBytes += p.size
 	}
@@ -283,7 +285,9 @@ func (s *Service) store(ctx context.Context, batch []pend, rows []chstore.Row) b
 			continue
 		}
 		start := time.Now()
-		added, err := s.insertMissing(ctx, rows)
+		// An earlier attempt at these rows may have partly succeeded: check the table itself.
+		exact := attempt > 0 || slices.ContainsFunc(batch, func(p pend) bool { return p.redelivered })
+		added, err := s.insertMissing(ctx, rows, exact)
 		if err != nil {
 			if ctx.Err() != nil {
 				s.log.Warn("shutdown: gave up a batch while inserting; it is redelivered after the ack wait",
@@ -326,14 +330,20 @@ func (s *Service) pause(ctx context.Context, batch []pend, d time.Duration) bool
 }
 
 // insertMissing inserts the rows whose seqs ClickHouse does not hold, in one INSERT, within
-// InsertTimeout; it returns how many it inserted.
-func (s *Service) insertMissing(ctx context.Context, rows []chstore.Row) (int, error) {
+// InsertTimeout; it returns how many it inserted. It asks the seq index which rows are stored,
+// or with exact the events table itself (chstore.ExistingInTable).
+func (s *Service) insertMissing(ctx context.Context, rows []chstore.Row, exact bool) (int, error) {
 	ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
 	defer cancel()
 	ictx = chContext(ictx)
+	existing := chstore.Existing
+	if exact {
+		existing = chstore.ExistingInTable
+		s.m.exactChecks.Inc()
+	}
 	have := map[uint64]bool{}
 	for start := 0; start < len(rows); start += existingChunk {
-		part, err := chstore.Existing(ictx, s.ch, s.cfg.Database, rows[start:min(start+existingChunk, len(rows))])
+		part, err := existing(ictx, s.ch, s.cfg.Database, rows[start:min(start+existingChunk, len(rows))])
 		if err != nil {
 			return 0, err
 		}
