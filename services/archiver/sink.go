@@ -268,6 +268,7 @@ func (s *Service) archive(ctx context.Context, batch []pend, release func()) boo
 // store inserts the batch's rows ClickHouse does not hold yet, retrying with backoff; false if
 // ctx ended first.
 func (s *Service) store(ctx context.Context, batch []pend, rows []chstore.Row) bool {
+	redelivered := slices.ContainsFunc(batch, func(p pend) bool { return p.redelivered })
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			s.m.retries.Inc()
@@ -286,8 +287,7 @@ func (s *Service) store(ctx context.Context, batch []pend, rows []chstore.Row) b
 		}
 		start := time.Now()
 		// An earlier attempt at these rows may have partly succeeded: check the table itself.
-		exact := attempt > 0 || slices.ContainsFunc(batch, func(p pend) bool { return p.redelivered })
-		added, err := s.insertMissing(ctx, rows, exact)
+		added, err := s.insertMissing(ctx, rows, attempt > 0 || redelivered)
 		if err != nil {
 			if ctx.Err() != nil {
 				s.log.Warn("shutdown: gave up a batch while inserting; it is redelivered after the ack wait",

@@ -151,19 +151,9 @@ func TestSeqIndexBackfill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	conn := startServer(ctx, t)
-	var v string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	version, err := chstore.ParseVersion(v)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// An archive of the first schema version, holding rows.
-	for _, stmt := range chstore.Migrations[0].SQL("chat_old", version) {
-		if err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
+	if v, err := chstore.MigrateTo(ctx, conn, "chat_old", 1); err != nil || v != 1 {
+		t.Fatalf("MigrateTo(1) = %d, %v", v, err)
 	}
 	row := func(seq uint64) chstore.Row {
 		data, _ := json.Marshal(schemas.Event{Type: schemas.TypeMessage, Conv: "g:x", Ts: "2026-11-22T10:00:00Z",

@@ -130,6 +130,12 @@ ORDER BY (conv, seq)`,
 // Migrate applies the migrations the database has not recorded yet, in order, and records each.
 // It returns the schema version reached.
 func Migrate(ctx context.Context, conn driver.Conn, db string) (int, error) {
+	return MigrateTo(ctx, conn, db, len(Migrations))
+}
+
+// MigrateTo is Migrate up to schema version target and no further: for a baseline with an older
+// schema, or a test of an upgrade.
+func MigrateTo(ctx context.Context, conn driver.Conn, db string, target int) (int, error) {
 	if !ValidDatabase(db) {
 		return 0, fmt.Errorf("chstore: invalid database name %q", db)
 	}
@@ -155,7 +161,7 @@ func Migrate(ctx context.Context, conn driver.Conn, db string) (int, error) {
 		return 0, fmt.Errorf("chstore: read schema version: %w", err)
 	}
 	for _, m := range Migrations {
-		if m.Version <= int(applied) {
+		if m.Version <= int(applied) || m.Version > target {
 			continue
 		}
 		for _, stmt := range m.SQL(db, srv) {
